@@ -1,0 +1,136 @@
+/**
+ * Backend selection. Order of preference: tfjs-node-gpu (only when it loads AND sees a GPU) -> tfjs-node ->
+ * wasm -> cpu. IRLENS_BACKEND=node-gpu|node|wasm|cpu forces one and fails loudly when it cannot load.
+ *
+ * The native bindings are optionalDependencies: their install downloads libtensorflow, which fails on offline
+ * machines, so they are only ever required lazily here.
+ */
+import * as tf from '@tensorflow/tfjs';
+import '@tensorflow/tfjs-backend-wasm';
+import { registerWasmTrainingKernels } from './wasm-kernels';
+
+export type BackendName = 'node-gpu' | 'node' | 'wasm' | 'cpu';
+export const BACKEND_NAMES: readonly BackendName[] = ['node-gpu', 'node', 'wasm', 'cpu'];
+
+export interface BackendInfo {
+  /** irlens name of the backend. */
+  name: BackendName;
+  /** tf.getBackend() after selection ('tensorflow', 'wasm', 'cpu'). */
+  tfBackend: string;
+  /** Human-readable line for CLI outputs and reports. */
+  description: string;
+  /** Why preferred backends were skipped, for diagnostics. */
+  skipped: string[];
+  tfjsVersion: string;
+}
+
+let current: BackendInfo | undefined;
+let pending: Promise<BackendInfo> | undefined;
+
+function tryRequire(id: string): { ok: true } | { ok: false; error: string } {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    require(id);
+    return { ok: true };
+  } catch (e) {
+    return { ok: false, error: (e as Error).message.split('\n')[0] };
+  }
+}
+
+function nodeGpuVisible(): boolean {
+  // tfjs-node-gpu silently falls back to its CPU kernels when CUDA is absent; ask TensorFlow for GPU devices.
+  const binding = (tf.backend() as unknown as { binding?: { isUsingGpuDevice?: () => boolean } }).binding;
+  return typeof binding?.isUsingGpuDevice === 'function' ? binding.isUsingGpuDevice() : false;
+}
+
+async function activate(name: BackendName): Promise<string | undefined> {
+  switch (name) {
+    case 'node-gpu': {
+      const r = tryRequire('@tensorflow/tfjs-node-gpu');
+      if (!r.ok) return `@tensorflow/tfjs-node-gpu did not load: ${r.error}`;
+      if (!(await tf.setBackend('tensorflow'))) return 'tfjs-node-gpu loaded but its backend failed to start';
+      if (!nodeGpuVisible()) return 'tfjs-node-gpu loaded but TensorFlow sees no GPU';
+      return undefined;
+    }
+    case 'node': {
+      const r = tryRequire('@tensorflow/tfjs-node');
+      if (!r.ok) return `@tensorflow/tfjs-node did not load: ${r.error}`;
+      if (!(await tf.setBackend('tensorflow'))) return 'tfjs-node loaded but its backend failed to start';
+      return undefined;
+    }
+    case 'wasm': {
+      registerWasmTrainingKernels();
+      if (!(await tf.setBackend('wasm'))) return 'the wasm backend failed to start';
+      return undefined;
+    }
+    case 'cpu':
+      return (await tf.setBackend('cpu')) ? undefined : 'the cpu backend failed to start';
+  }
+}
+
+function describe(name: BackendName): string {
+  switch (name) {
+    case 'node-gpu':
+      return 'tfjs-node-gpu (CUDA)';
+    case 'node':
+      return 'tfjs-node (libtensorflow, CPU)';
+    case 'wasm':
+      return 'wasm (SIMD, single thread) + irlens training kernels';
+    case 'cpu':
+      return 'cpu (pure JS, slow; reference numbers only)';
+  }
+}
+
+/** Parses IRLENS_BACKEND (or an explicit request) into a backend name; throws a one-line error otherwise. */
+export function parseBackendName(value: string, source = 'IRLENS_BACKEND'): BackendName {
+  const v = value.trim().toLowerCase();
+  if ((BACKEND_NAMES as readonly string[]).includes(v)) return v as BackendName;
+  throw new Error(`${source}: unknown backend '${value}', expected one of ${BACKEND_NAMES.join(', ')}`);
+}
+
+/**
+ * Selects and initialises the backend once per process. `requested` (or IRLENS_BACKEND) forces a backend;
+ * otherwise the first of node-gpu, node, wasm, cpu that starts is used.
+ */
+export async function initBackend(requested?: BackendName | string): Promise<BackendInfo> {
+  const env = process.env.IRLENS_BACKEND;
+  const wanted =
+    requested !== undefined
+      ? parseBackendName(requested, 'backend')
+      : env !== undefined && env !== ''
+        ? parseBackendName(env)
+        : undefined;
+  if (current && (wanted === undefined || wanted === current.name)) return current;
+  if (pending && wanted === undefined) return pending;
+  pending = (async () => {
+    const order: BackendName[] = wanted ? [wanted] : [...BACKEND_NAMES];
+    const skipped: string[] = [];
+    for (const name of order) {
+      const why = await activate(name);
+      if (why === undefined) {
+        await tf.ready();
+        current = {
+          name,
+          tfBackend: tf.getBackend(),
+          description: describe(name),
+          skipped,
+          tfjsVersion: tf.version.tfjs,
+        };
+        return current;
+      }
+      if (wanted) throw new Error(`backend '${wanted}' cannot be used: ${why}`);
+      skipped.push(`${name}: ${why}`);
+    }
+    throw new Error(`no TF.js backend could start (${skipped.join('; ')})`);
+  })();
+  try {
+    return await pending;
+  } finally {
+    pending = undefined;
+  }
+}
+
+/** The backend in use, or undefined before initBackend(). */
+export function backendInfo(): BackendInfo | undefined {
+  return current;
+}
