@@ -1,0 +1,230 @@
+/**
+ * PyTorch-equivalent layers on NHWC tensors, with PyTorch parameter names, shapes and default initialisation
+ * (kaiming_uniform(a=sqrt(5)) => U(+-1/sqrt(fan_in)) for weights and biases of Conv2d/Linear).
+ */
+import * as tf from '@tensorflow/tfjs';
+import { Init, Module } from './module';
+
+const torchDefault = (fanIn: number): Init => ({ kind: 'uniform', bound: 1 / Math.sqrt(fanIn) });
+
+export interface Conv2dOptions {
+  stride?: number;
+  /** Zero padding on each side (PyTorch `padding`); defaults to floor(k/2). */
+  padding?: number;
+  dilation?: number;
+  bias?: boolean;
+  /** 1 or in===out channels (depthwise). Other group counts are not used by the seed architectures. */
+  groups?: number;
+}
+
+export class Conv2d extends Module {
+  readonly weight: tf.Variable;
+  readonly bias?: tf.Variable;
+  readonly stride: number;
+  readonly padding: number;
+  readonly dilation: number;
+  readonly depthwise: boolean;
+
+  constructor(
+    readonly inChannels: number,
+    readonly outChannels: number,
+    readonly kernelSize: number,
+    opts: Conv2dOptions = {},
+  ) {
+    super();
+    const groups = opts.groups ?? 1;
+    this.stride = opts.stride ?? 1;
+    this.dilation = opts.dilation ?? 1;
+    this.padding = opts.padding ?? Math.floor(kernelSize / 2) * this.dilation;
+    this.depthwise = groups !== 1;
+    if (this.depthwise && !(groups === inChannels && groups === outChannels))
+      throw new Error(`Conv2d: groups=${groups} supported only as depthwise (groups = in = out channels)`);
+    const k = kernelSize;
+    const fanIn = (inChannels / groups) * k * k;
+    this.weight = this.param(
+      'weight',
+      [outChannels, inChannels / groups, k, k],
+      torchDefault(fanIn),
+      this.depthwise ? 'depthwise' : 'conv',
+    );
+    if (opts.bias ?? true) this.bias = this.param('bias', [outChannels], torchDefault(fanIn));
+  }
+
+  forward(x: tf.Tensor4D): tf.Tensor4D {
+    return tf.tidy(() => {
+      const pad = this.padding;
+      const y = this.depthwise
+        ? tf.depthwiseConv2d(x, this.weight as tf.Tensor4D, this.stride, pad, 'NHWC', this.dilation)
+        : tf.conv2d(x, this.weight as tf.Tensor4D, this.stride, pad, 'NHWC', this.dilation);
+      return this.bias ? tf.add(y, this.bias) : y;
+    });
+  }
+}
+
+/** nn.ConvTranspose2d with padding 0 (the only form the seed architectures use). */
+export class ConvTranspose2d extends Module {
+  readonly weight: tf.Variable;
+  readonly bias?: tf.Variable;
+
+  constructor(
+    readonly inChannels: number,
+    readonly outChannels: number,
+    readonly kernelSize: number,
+    readonly stride: number,
+    bias = true,
+  ) {
+    super();
+    // PyTorch computes fan_in of a transposed conv from weight.size(1) = out channels.
+    const fanIn = outChannels * kernelSize * kernelSize;
+    this.weight = this.param('weight', [inChannels, outChannels, kernelSize, kernelSize], torchDefault(fanIn), 'convTranspose');
+    if (bias) this.bias = this.param('bias', [outChannels], torchDefault(fanIn));
+  }
+
+  forward(x: tf.Tensor4D): tf.Tensor4D {
+    return tf.tidy(() => {
+      const [n, h, w] = x.shape;
+      const k = this.kernelSize;
+      const s = this.stride;
+      const out: [number, number, number, number] = [n, (h - 1) * s + k, (w - 1) * s + k, this.outChannels];
+      const y = tf.conv2dTranspose(x, this.weight as tf.Tensor4D, out, s, 'valid');
+      return this.bias ? tf.add(y, this.bias) : y;
+    });
+  }
+}
+
+export class Linear extends Module {
+  readonly weight: tf.Variable;
+  readonly bias?: tf.Variable;
+
+  constructor(
+    readonly inFeatures: number,
+    readonly outFeatures: number,
+    opts: { bias?: boolean; init?: Init; biasInit?: Init } = {},
+  ) {
+    super();
+    this.weight = this.param('weight', [outFeatures, inFeatures], opts.init ?? torchDefault(inFeatures), 'linear');
+    if (opts.bias ?? true) this.bias = this.param('bias', [outFeatures], opts.biasInit ?? torchDefault(inFeatures));
+  }
+
+  /** Applies to the last axis of a tensor of any rank. */
+  forward(x: tf.Tensor): tf.Tensor {
+    return tf.tidy(() => {
+      const lead = x.shape.slice(0, -1);
+      const y = tf.matMul(tf.reshape(x, [-1, this.inFeatures]), this.weight as tf.Tensor2D);
+      const yb = this.bias ? tf.add(y, this.bias) : y;
+      return tf.reshape(yb, [...lead, this.outFeatures]);
+    });
+  }
+}
+
+/** nn.LayerNorm over the last axis (channels in NHWC, features of tokens); biased variance like PyTorch. */
+export class LayerNorm extends Module {
+  readonly weight: tf.Variable;
+  readonly bias?: tf.Variable;
+
+  constructor(
+    readonly dim: number,
+    readonly eps = 1e-5,
+    withBias = true,
+  ) {
+    super();
+    this.weight = this.param('weight', [dim], { kind: 'constant', value: 1 });
+    if (withBias) this.bias = this.param('bias', [dim], { kind: 'constant', value: 0 });
+  }
+
+  forward(x: tf.Tensor): tf.Tensor {
+    return tf.tidy(() => {
+      const { mean, variance } = tf.moments(x, -1, true);
+      const y = tf.mul(tf.div(tf.sub(x, mean), tf.sqrt(tf.add(variance, this.eps))), this.weight);
+      return this.bias ? tf.add(y, this.bias) : y;
+    });
+  }
+}
+
+/** nn.PReLU(num_parameters=1, init=0.25). relu(x) - a*relu(-x) keeps gradients on every backend. */
+export class PReLU extends Module {
+  readonly weight: tf.Variable;
+  constructor(numParameters = 1, init = 0.25) {
+    super();
+    this.weight = this.param('weight', [numParameters], { kind: 'constant', value: init });
+  }
+  forward(x: tf.Tensor): tf.Tensor {
+    return tf.tidy(() => tf.sub(tf.relu(x), tf.mul(this.weight, tf.relu(tf.neg(x)))));
+  }
+}
+
+/** A parameter-free module wrapping a function, so that it takes an index in a Sequential and is a hook point. */
+export class Lambda extends Module {
+  constructor(
+    readonly label: string,
+    private readonly fn: (x: tf.Tensor) => tf.Tensor,
+  ) {
+    super();
+  }
+  forward(x: tf.Tensor): tf.Tensor {
+    return tf.tidy(() => this.fn(x));
+  }
+}
+
+/** Exact (erf) GELU, as torch.nn.GELU() defaults to. */
+export function gelu(x: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => tf.mul(tf.mul(x, 0.5), tf.add(tf.erf(tf.mul(x, Math.SQRT1_2)), 1)));
+}
+
+export const ReLU = () => new Lambda('ReLU', (x) => tf.relu(x));
+export const GELU = () => new Lambda('GELU', gelu);
+export const Sigmoid = () => new Lambda('Sigmoid', (x) => tf.sigmoid(x));
+export const LeakyReLU = (slope = 0.01) => new Lambda(`LeakyReLU(${slope})`, (x) => tf.leakyRelu(x, slope));
+export const Identity = () => new Lambda('Identity', (x) => x);
+export const PixelShuffle = (r: number) => new Lambda(`PixelShuffle(${r})`, (x) => pixelShuffle(x as tf.Tensor4D, r));
+export const PixelUnshuffle = (r: number) =>
+  new Lambda(`PixelUnshuffle(${r})`, (x) => pixelUnshuffle(x as tf.Tensor4D, r));
+
+/**
+ * torch.nn.functional.pixel_shuffle on NHWC: input channel c*r^2 + i*r + j goes to output (h*r+i, w*r+j, c).
+ * Written with reshape+transpose because DepthToSpace has no gradient in TF.js and uses another channel order.
+ */
+export function pixelShuffle(x: tf.Tensor4D, r: number): tf.Tensor4D {
+  return tf.tidy(() => {
+    const [n, h, w, crr] = x.shape;
+    const c = crr / (r * r);
+    if (!Number.isInteger(c)) throw new Error(`pixelShuffle: ${crr} channels not divisible by ${r * r}`);
+    const t = tf.transpose(tf.reshape(x, [n, h, w, c, r, r]), [0, 1, 4, 2, 5, 3]);
+    return tf.reshape(t, [n, h * r, w * r, c]);
+  });
+}
+
+/** torch.nn.functional.pixel_unshuffle on NHWC: the inverse of pixelShuffle (same channel order). */
+export function pixelUnshuffle(x: tf.Tensor4D, r: number): tf.Tensor4D {
+  return tf.tidy(() => {
+    const [n, hr, wr, c] = x.shape;
+    const h = hr / r;
+    const w = wr / r;
+    if (!Number.isInteger(h) || !Number.isInteger(w)) throw new Error(`pixelUnshuffle: ${hr}x${wr} not divisible by ${r}`);
+    const t = tf.transpose(tf.reshape(x, [n, h, r, w, r, c]), [0, 1, 3, 5, 2, 4]);
+    return tf.reshape(t, [n, h, w, c * r * r]);
+  });
+}
+
+/** F.interpolate(mode='bilinear', align_corners=False) to an explicit size (half-pixel centres). */
+export function bilinearResize(x: tf.Tensor4D, height: number, width: number): tf.Tensor4D {
+  return tf.image.resizeBilinear(x, [height, width], false, true);
+}
+
+/** F.interpolate(scale_factor=s, mode='nearest'): source index floor(i / s). */
+export function nearestUpsample(x: tf.Tensor4D, s: number): tf.Tensor4D {
+  const [, h, w] = x.shape;
+  return tf.image.resizeNearestNeighbor(x, [h * s, w * s], false, false);
+}
+
+/** torch.roll along one axis: out[i] = x[(i - shift) mod n]. */
+export function roll(x: tf.Tensor, shift: number, axis: number): tf.Tensor {
+  const n = x.shape[axis];
+  const k = ((shift % n) + n) % n;
+  if (k === 0) return x;
+  return tf.tidy(() => {
+    const sizes = [n - k, k];
+    const [a, b] = tf.split(x, sizes, axis);
+    return tf.concat([b, a], axis);
+  });
+}
