@@ -1,0 +1,33 @@
+/** Checkpoint I/O: torch.save (zip and legacy) reading without executing pickles, safetensors read/write. */
+export {
+  CheckpointError,
+  DTYPE_ITEMSIZE,
+  isRawTensor,
+  numelOf,
+  TENSOR_DTYPES,
+  type RawTensor,
+  type StateDict,
+  type TensorData,
+  type TensorDType,
+} from './tensor';
+export { type TorchCheckpoint, type TorchFormat } from './torch';
+export {
+  detectCheckpointFormat,
+  extractStateDict,
+  loadStateDict,
+  loadStateDictFromBytes,
+  parseTorchCheckpoint,
+  readTorchCheckpoint,
+  STATE_DICT_KEYS,
+  type CheckpointFormat,
+  type ExtractOptions,
+  type LoadedStateDict,
+} from './state-dict';
+export {
+  encodeSafetensors,
+  parseSafetensors,
+  readSafetensors,
+  writeSafetensors,
+  type SafetensorsContent,
+  type SafetensorsWriteOptions,
+} from './safetensors';
