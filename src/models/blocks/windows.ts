@@ -23,6 +23,11 @@ export function windowReverse(windows: tf.Tensor, wh: number, ww: number, h: num
   });
 }
 
+/**
+ * Masks of the most recent sizes only: one mask is nW*N*N floats (a 512x512 map in 8x8 windows: 64 MiB), so an
+ * unbounded cache grows without limit over a dataset of varying image sizes.
+ */
+const MASK_CACHE_SIZE = 4;
 const maskCache = new Map<string, Float32Array>();
 
 /**
@@ -49,6 +54,7 @@ export function shiftedWindowMask(h: number, w: number, wh: number, ww: number, 
         for (let p = 0; p < n; p++) for (let q = 0; q < n; q++) data[base + p * n + q] = ids[p] === ids[q] ? 0 : -100;
       }
     maskCache.set(key, data);
+    if (maskCache.size > MASK_CACHE_SIZE) maskCache.delete(maskCache.keys().next().value as string);
   }
   return tf.tensor3d(data, [nWh * nWw, n, n]);
 }
