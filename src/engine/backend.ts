@@ -5,6 +5,8 @@
  * The native bindings are optionalDependencies: their install downloads libtensorflow, which fails on offline
  * machines, so they are only ever required lazily here.
  */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { registerWasmTrainingKernels } from './wasm-kernels';
@@ -27,7 +29,27 @@ export interface BackendInfo {
 let current: BackendInfo | undefined;
 let pending: Promise<BackendInfo> | undefined;
 
+/**
+ * The native packages install even when their libtensorflow download fails, minus the binding. Requiring such a
+ * package half-registers kernels (warnings) before it throws, so look for the binding file first.
+ */
+function nativeBindingInstalled(id: string): boolean {
+  let pkgDir: string;
+  try {
+    pkgDir = path.dirname(require.resolve(`${id}/package.json`));
+  } catch {
+    return false;
+  }
+  const lib = path.join(pkgDir, 'lib');
+  return (
+    fs.existsSync(lib) &&
+    fs.readdirSync(lib).some((d) => d.startsWith('napi-v') && fs.existsSync(path.join(lib, d, 'tfjs_binding.node')))
+  );
+}
+
 function tryRequire(id: string): { ok: true } | { ok: false; error: string } {
+  if (!nativeBindingInstalled(id))
+    return { ok: false, error: 'not installed with its native binding (its install downloads libtensorflow, which failed or was skipped)' };
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     require(id);

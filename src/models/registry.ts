@@ -104,8 +104,9 @@ export function createModel(name: string, opts: CreateOptions = {}): Restoration
 
 /** Parameter count and task branches of a preset/family config, from a zero-weight build that is then freed. */
 export function inspectModel(name: string, config: Config = {}): { params: number; tasks: TaskSpec[]; config: Config } {
-  const { family, config: resolved } = resolveSpec(name, config);
+  const { family, preset, config: resolved } = resolveSpec(name, config);
   const model = withZeroInit(() => family.build(resolved));
+  model.preset = preset?.name;
   try {
     return { params: model.numParameters(), tasks: model.tasks(), config: resolved };
   } finally {

@@ -1,0 +1,385 @@
+/**
+ * `irlens cka A B`: layer x layer CKA between two models on clean images (each model gets its own task's degraded
+ * input), written as <out>.html/.json/.png; or, given two .npy activation matrices (n x p, n x q), their CKA.
+ *
+ * Defaults (10 built-in images, 128x128 centre crops, one minibatch of 10) make `npm run cka -- restormer-tiny
+ * swinir-tiny` take about 15 s on a 2-core machine with the wasm backend, and keep the estimate as good as ten
+ * images allow: with the unbiased estimator one batch of 10 uses all 45 image pairs, two batches of 5 only 20.
+ * 128x128 crops cover a quarter of each 256x256 built-in image and give a x2 SR model a 64x64 input (its
+ * training patch size); 64x64 crops would see only a sixteenth of each image.
+ */
+import * as path from 'node:path';
+import * as fs from 'node:fs';
+import { Command } from 'commander';
+import { SingleBar } from 'cli-progress';
+import { loadModelSpec, type LoadedModel } from '../models';
+import { compilePatterns } from '../models/hooks';
+import { builtinImages, loadBuiltinImages } from '../io/builtin';
+import { listImages, loadImages } from '../io/folder';
+import { readNpy, type NpyArray } from '../io/npy';
+import { gram, mat, type Kernel, type Mat } from '../analysis/gram';
+import { assertEnoughExamples, minExamples, type Estimator } from '../analysis/hsic';
+import { MinibatchCKA } from '../analysis/minibatch-cka';
+import { featureSettings, FEATURE_MODES, type FeatureMode } from '../analysis/features';
+import { bestMatches, checkStudySize, layerSimilarity, type ImageSource, type NamedImage, type SimilarityResult } from '../analysis/similarity';
+import { estimatorName, writeCkaReport, type CkaReportFiles } from '../analysis/report/cka-report';
+import { requireFile } from '../util/fs';
+import { parseNonNegativeInt, parsePositiveInt, parseSize, startBackend } from './common';
+
+export const CKA_DEFAULTS = { batch: 10, size: '128x128', kernel: 'linear', estimator: 'unbiased', mode: 'flatten', seed: 0 } as const;
+
+export interface CkaCliOptions {
+  data?: string;
+  images?: number;
+  batch: number;
+  size: string;
+  task?: string;
+  taskA?: string;
+  taskB?: string;
+  layersA?: string;
+  layersB?: string;
+  kernel: Kernel;
+  threshold: number;
+  estimator: Estimator;
+  mode: FeatureMode;
+  maxPixels?: number;
+  bootstrap: number;
+  permutation?: boolean;
+  seed: number;
+  initSeedA: number;
+  initSeedB: number;
+  out?: string;
+  json?: boolean;
+}
+
+function choice<T extends string>(option: string, values: readonly T[]) {
+  return (text: string): T => {
+    if (!(values as readonly string[]).includes(text)) throw new Error(`${option}: expected one of ${values.join(', ')}, got '${text}'`);
+    return text as T;
+  };
+}
+
+function positiveNumber(option: string) {
+  return (text: string): number => {
+    const v = Number(text);
+    if (text.trim() === '' || !Number.isFinite(v) || v <= 0) throw new Error(`${option}: expected a number > 0, got '${text}'`);
+    return v;
+  };
+}
+
+function globList(option: string) {
+  return (text: string): string => {
+    if (text.split(',').some((g) => g.trim() === '')) throw new Error(`${option}: expected comma-separated hook point globs, got '${text}'`);
+    return text;
+  };
+}
+
+const splitGlobs = (text: string | undefined) => (text === undefined ? undefined : text.split(',').map((g) => g.trim()));
+const isNpy = (spec: string) => spec.toLowerCase().endsWith('.npy');
+
+/** Rethrows `fn`'s error with `option: ` in front (unless it already names it). */
+function naming<T>(option: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    const msg = (e as Error).message.split('\n')[0];
+    throw new Error(msg.startsWith(option) ? msg : `${option}: ${msg.replace(/^--task: /, '')}`);
+  }
+}
+
+async function namingAsync<T>(option: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    const msg = (e as Error).message.split('\n')[0];
+    throw new Error(msg.startsWith(option) ? msg : `${option}: ${msg}`);
+  }
+}
+
+/** Options the user typed (not defaults). */
+function given(cmd: Command): Set<string> {
+  return new Set(Object.keys(cmd.opts()).filter((k) => cmd.getOptionValueSource(k) === 'cli'));
+}
+
+const flagName = (key: string) => `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+
+/** File-name-safe form of a model label. */
+function safeName(label: string): string {
+  return label.replace(/[^A-Za-z0-9._@-]+/g, '_');
+}
+
+/** Base path of the reports: --out without a report extension, refused when it names a directory. */
+function outBase(out: string | undefined, labelA: string, labelB: string): string {
+  const base = (out ?? path.join('reports', `cka-${safeName(labelA)}-vs-${safeName(labelB)}`)).replace(/\.(html|json|png)$/i, '');
+  if (base === '' || /[\\/]$/.test(base)) throw new Error(`--out: expected a base file path such as reports/my-study, got '${out}'`);
+  if (fs.existsSync(base) && fs.statSync(base).isDirectory())
+    throw new Error(`--out: '${base}' is a directory; give a base file path such as ${path.join(base, 'cka')}`);
+  return base;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Two .npy activation matrices
+
+/** An n x p float64 matrix from a .npy array of rank >= 2 (trailing dimensions flattened per example). */
+export function npyToMat(arr: NpyArray, what: string): Mat {
+  if (arr.shape.length < 2) throw new Error(`${what}: expected an n x p activation matrix (rank >= 2), got shape (${arr.shape.join(', ')})`);
+  const n = arr.shape[0];
+  const p = arr.shape.slice(1).reduce((a, b) => a * b, 1);
+  const data = new Float64Array(n * p);
+  for (let i = 0; i < data.length; i++) data[i] = Number(arr.data[i]);
+  return mat(n, p, data);
+}
+
+const NPY_ONLY_MODEL_OPTIONS = ['data', 'images', 'batch', 'size', 'task', 'taskA', 'taskB', 'layersA', 'layersB', 'mode', 'maxPixels', 'initSeedA', 'initSeedB', 'out'];
+
+function runNpy(fileA: string, fileB: string, o: CkaCliOptions, typed: Set<string>): void {
+  const bad = NPY_ONLY_MODEL_OPTIONS.find((k) => typed.has(k));
+  if (bad) throw new Error(`${flagName(bad)}: does not apply to two .npy activation matrices (it is a model-study option)`);
+  requireFile(fileA, 'A');
+  requireFile(fileB, 'B');
+  const X = naming('A', () => npyToMat(readNpy(fileA), `A '${fileA}'`));
+  const Y = naming('B', () => npyToMat(readNpy(fileB), `B '${fileB}'`));
+  if (X.rows !== Y.rows)
+    throw new Error(`B: '${fileB}' has ${Y.rows} rows but '${fileA}' has ${X.rows}; rows must be the same examples in the same order`);
+  naming('--estimator', () => assertEnoughExamples(X.rows, o.estimator, `${X.rows} rows`));
+  const K = gram(X, o.kernel, { threshold: o.threshold });
+  const L = gram(Y, o.kernel, { threshold: o.threshold });
+  // One "minibatch" holding every row: the value equals ckaFromGrams(K, L) and bootstrap/permutation come free.
+  const acc = new MinibatchCKA(['A'], ['B'], { estimator: o.estimator, bootstrap: o.bootstrap, permutation: o.permutation, seed: o.seed });
+  acc.update([K.data], [L.data], X.rows);
+  const r = acc.result();
+  const value = r.matrix[0][0];
+  const out = {
+    value,
+    flag: r.flags[0][0],
+    ...(r.ci ? { ci: r.ci[0][0], ciRaw: r.ciRaw![0][0] } : {}),
+    ...(r.permutation ? { permutation: r.permutation[0][0] } : {}),
+    n: X.rows,
+    p: X.cols,
+    q: Y.cols,
+    files: { a: fileA, b: fileB },
+    settings: {
+      kernel: o.kernel,
+      threshold: o.threshold,
+      estimator: o.estimator,
+      bootstrap: o.bootstrap,
+      permutation: o.permutation ?? false,
+      seed: o.seed,
+      rows: 'examples (same order in both files); trailing dimensions flattened into features',
+    },
+  };
+  if (o.json) {
+    process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+    return;
+  }
+  const lines = [value === null ? `null (${r.flags[0][0]})` : String(value)];
+  if (r.ci) lines.push(`ci95 ${r.ci[0][0].lo} ${r.ci[0][0].hi}`);
+  if (r.permutation) lines.push(`permutation ${r.permutation[0][0]}`);
+  process.stdout.write(`${lines.join('\n')}\n`);
+  process.stderr.write(
+    `irlens: ${o.estimator === 'unbiased' ? 'debiased CKA (unbiased HSIC1)' : 'CKA (biased HSIC0)'}, ${o.kernel} kernel, ` +
+      `n=${X.rows}, p=${X.cols}, q=${Y.cols}\n`,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Two models
+
+interface ImagePlan {
+  source: ImageSource;
+  count: number;
+  from: string;
+}
+
+function planImages(o: CkaCliOptions): ImagePlan {
+  if (o.data !== undefined) {
+    const files = naming('--data', () => listImages(o.data!));
+    const chosen = files.slice(0, o.images ?? files.length);
+    const base = o.data;
+    async function* stream(): AsyncGenerator<NamedImage> {
+      for await (const b of loadImages(chosen, { batchSize: o.batch, channels: 3 }))
+        for (let i = 0; i < b.images.length; i++) yield { name: path.relative(base, b.files[i]), image: b.images[i] };
+    }
+    return { source: stream(), count: chosen.length, from: `folder ${o.data}` };
+  }
+  const names = builtinImages().map((b) => b.name).slice(0, o.images);
+  async function* builtin(): AsyncGenerator<NamedImage> {
+    // Ten small PNGs: decoding them together is fine; a folder streams instead.
+    for (const item of await loadBuiltinImages({ channels: 3, names })) yield item;
+  }
+  return { source: builtin(), count: names.length, from: 'built-in images' };
+}
+
+async function loadSide(spec: string, which: 'A' | 'B', seed: number, json: boolean): Promise<LoadedModel> {
+  const loaded = await namingAsync(which, () => loadModelSpec(spec, { seed }));
+  if (!json) {
+    process.stderr.write(
+      loaded.weights
+        ? `irlens: ${which} = ${loaded.label}: loaded ${loaded.weights.report.loaded} tensors from ${loaded.weights.file}\n`
+        : `irlens: ${which} = ${loaded.label}: no weights, seeded random init (seed ${seed})\n`,
+    );
+  }
+  return loaded;
+}
+
+function pct(part: number, total: number): string {
+  return `${((100 * part) / total).toFixed(0)}%`;
+}
+
+function summary(r: SimilarityResult, files: CkaReportFiles, wallMs: number): string {
+  const t = r.provenance.timings;
+  const sec = (v: number) => `${(v / 1000).toFixed(1)} s`;
+  const best = bestMatches(r);
+  const sameArch = r.layersA.every((l) => r.layersB.includes(l));
+  const w = Math.max(...r.layersA.map((l) => l.length));
+  const wb = Math.max(...best.map((b) => (b.layerB ?? '—').length));
+  const s = r.settings;
+  const lines = [
+    `${estimatorName(r)}: A = ${r.models.a.label} [${r.models.a.task}] (rows, ${r.layersA.length} layers) vs ` +
+      `B = ${r.models.b.label} [${r.models.b.task}] (columns, ${r.layersB.length} layers)`,
+    `  ${r.examples} images (${r.provenance.images.length > 0 ? 'first: ' + r.provenance.images[0] : ''}), minibatches ${s.batchSizes.join('+')}` +
+      `${s.size ? `, ${s.size[0]}x${s.size[1]} crops` : ''}, ${s.kernel} kernel, features '${s.features.mode}', seed ${s.seed}`,
+    `best match in B for each layer of A${sameArch ? ' (and the same-name layer: the diagonal)' : ''}:`,
+    ...best.map((b) => {
+      const ci = r.ci && b.layerB !== null ? r.ci[r.layersA.indexOf(b.layerA)][r.layersB.indexOf(b.layerB)] : undefined;
+      const v = b.value === null ? 'undefined' : b.value.toFixed(4);
+      return (
+        `  ${b.layerA.padEnd(w)}  ->  ${(b.layerB ?? '—').padEnd(wb)}  ${v}` +
+        (ci ? ` [${ci.lo?.toFixed(3) ?? '?'}, ${ci.hi?.toFixed(3) ?? '?'}]` : '') +
+        (sameArch && b.sameName !== undefined ? `   diagonal ${b.sameName === null ? 'undefined' : b.sameName.toFixed(4)}` : '')
+      );
+    }),
+  ];
+  const flagged = r.flags.flat().filter((f) => f !== null).length;
+  if (flagged) lines.push(`  ${flagged} cell(s) undefined (flags: ${[...new Set(r.flags.flat().filter((f) => f !== null))].join(', ')})`);
+  lines.push(
+    `wrote ${files.html}, ${files.json}, ${files.png}`,
+    `time: study ${sec(t.total)} = forward A ${sec(t.forwardA)} (${pct(t.forwardA, t.total)}) + forward B ${sec(t.forwardB)} (${pct(t.forwardB, t.total)})` +
+      ` + Grams ${sec(t.gram)} (${pct(t.gram, t.total)}) + other ${sec(t.other)} (${pct(t.other, t.total)}); ` +
+      `outside the forwards ${pct(t.gram + t.other, t.total)}; command ${sec(wallMs)} incl. model loading and reports`,
+  );
+  return lines.join('\n');
+}
+
+function progressBar(total: number, enabled: boolean): { update(done: number): void; stop(): void } {
+  if (!enabled) return { update: () => undefined, stop: () => undefined };
+  const bar = new SingleBar({
+    stream: process.stderr,
+    format: 'cka |{bar}| {value}/{total} images | {duration_formatted} elapsed | ETA {eta_formatted}',
+    hideCursor: true,
+    etaBuffer: 4,
+  });
+  bar.start(total, 0);
+  return { update: (done) => bar.update(done), stop: () => bar.stop() };
+}
+
+async function runModels(specA: string, specB: string, o: CkaCliOptions, backendName: string | undefined): Promise<void> {
+  const t0 = performance.now();
+  const size = parseSize(o.size, '--size');
+  const min = minExamples(o.estimator);
+  if (o.batch < min) throw new Error(`--batch: the ${o.estimator} estimator needs at least ${min} images per batch, got ${o.batch}`);
+  if (o.images !== undefined && o.images < min) throw new Error(`--images: the ${o.estimator} estimator needs at least ${min} images, got ${o.images}`);
+  const layersA = splitGlobs(o.layersA);
+  const layersB = splitGlobs(o.layersB);
+  const taskA = o.taskA ?? o.task;
+  const taskB = o.taskB ?? o.task;
+  if (o.mode !== 'pixels' && o.maxPixels !== undefined) throw new Error(`--max-pixels: only applies to --mode pixels`);
+  featureSettings({ mode: o.mode, maxPixels: o.maxPixels, seed: o.seed });
+
+  await startBackend(backendName, o.json);
+  const same = specA === specB && o.initSeedA === o.initSeedB;
+  const A = await loadSide(specA, 'A', o.initSeedA, !!o.json);
+  let B: LoadedModel | undefined;
+  try {
+    B = same ? undefined : await loadSide(specB, 'B', o.initSeedB, !!o.json);
+    const modelB = B?.model ?? A.model;
+    const labelB = B?.label ?? A.label;
+    // Everything the user typed is checked before any image is read or any file written.
+    const taskOpt = (ab: 'a' | 'b') => (ab === 'a' ? (o.taskA !== undefined ? '--task-a' : '--task') : o.taskB !== undefined ? '--task-b' : '--task');
+    naming(taskOpt('a'), () => A.model.task(taskA));
+    naming(taskOpt('b'), () => modelB.task(taskB));
+    if (layersA) naming('--layers-a', () => compilePatterns(A.model, layersA));
+    if (layersB) naming('--layers-b', () => compilePatterns(modelB, layersB));
+    checkStudySize(A.model, taskA, size, '--size');
+    checkStudySize(modelB, taskB, size, '--size');
+    const base = outBase(o.out, A.label, labelB);
+    const images = planImages(o);
+    if (images.count < min) throw new Error(`--images: ${images.from} gives ${images.count} image(s); the ${o.estimator} estimator needs at least ${min}`);
+
+    const showBar = !o.json && process.stderr.isTTY === true;
+    const bar = progressBar(images.count, showBar);
+    let result: SimilarityResult;
+    try {
+      result = await layerSimilarity({
+        modelA: A.model,
+        modelB: B?.model,
+        labelA: A.label,
+        labelB,
+        images: images.source,
+        layersA,
+        layersB,
+        taskA,
+        taskB,
+        kernel: o.kernel,
+        threshold: o.threshold,
+        estimator: o.estimator,
+        mode: o.mode,
+        maxPixels: o.maxPixels,
+        batch: o.batch,
+        size,
+        bootstrap: o.bootstrap,
+        permutation: o.permutation,
+        seed: o.seed,
+        onProgress: (p) => bar.update(p.images),
+      });
+    } finally {
+      bar.stop();
+    }
+    const files = await writeCkaReport(result, base);
+    const wallMs = performance.now() - t0;
+    if (o.json) process.stdout.write(`${JSON.stringify({ ...result, files, commandMs: wallMs }, null, 2)}\n`);
+    else process.stdout.write(`${summary(result, files, wallMs)}\n`);
+    process.stderr.write(`irlens: cka done: ${result.examples} images from ${images.from} in ${(wallMs / 1000).toFixed(1)} s; report ${files.html}\n`);
+  } finally {
+    A.model.dispose();
+    B?.model.dispose();
+  }
+}
+
+export function ckaCommand(): Command {
+  return new Command('cka')
+    .description(
+      'layer x layer CKA between two models on clean images (each gets its own task\'s degraded input), written as ' +
+        '<out>.html/.json/.png; or the CKA of two .npy activation matrices (n x p, n x q)',
+    )
+    .argument('<A>', 'model spec (preset, PRESET@weights.pth, irlens .safetensors) or an n x p .npy matrix')
+    .argument('[B]', 'model spec or an n x q .npy matrix (default: A itself)')
+    .option('--data <dir>', 'image folder (default: the built-in images)')
+    .option('--images <n>', 'use the first N images (default: all)', parsePositiveInt('--images'))
+    .option('--batch <n>', 'images per minibatch (memory grows with it, not with --images)', parsePositiveInt('--batch'), CKA_DEFAULTS.batch)
+    .option('--size <HxW>', 'centre-crop every clean image to HxW before degrading it', CKA_DEFAULTS.size)
+    .option('--task <name>', 'task branch of both models (default: each model\'s default task)')
+    .option('--task-a <name>', 'task branch of A (overrides --task)')
+    .option('--task-b <name>', 'task branch of B (overrides --task)')
+    .option('--layers-a <globs>', 'comma-separated hook point globs of A (default: the model\'s default layers)', globList('--layers-a'))
+    .option('--layers-b <globs>', 'comma-separated hook point globs of B (default: the model\'s default layers)', globList('--layers-b'))
+    .option('--kernel <k>', 'linear or rbf', choice('--kernel', ['linear', 'rbf'] as const), CKA_DEFAULTS.kernel)
+    .option('--threshold <x>', 'rbf bandwidth: sigma^2 = x^2 * median squared distance', positiveNumber('--threshold'), 1)
+    .option('--estimator <e>', 'unbiased (HSIC1, debiased CKA; >= 4 images per batch) or biased (HSIC0)', choice('--estimator', ['unbiased', 'biased'] as const), CKA_DEFAULTS.estimator)
+    .option('--mode <m>', 'features per image: flatten (H*W*C), pool (C), pixels (positions as examples)', choice('--mode', FEATURE_MODES), CKA_DEFAULTS.mode)
+    .option('--max-pixels <n>', 'pixels mode: positions per image (default 64)', parsePositiveInt('--max-pixels'))
+    .option('--bootstrap <n>', 'bootstrap replicates for 95% intervals (0 = off)', parseNonNegativeInt('--bootstrap'), 0)
+    .option('--permutation', 'also compute the shuffled-pairing baseline')
+    .option('--seed <n>', 'seed of degradation noise, bootstrap, permutation and pixel positions', parseNonNegativeInt('--seed'), CKA_DEFAULTS.seed)
+    .option('--init-seed-a <n>', 'seed of A\'s random initialisation when it has no weights', parseNonNegativeInt('--init-seed-a'), 0)
+    .option('--init-seed-b <n>', 'seed of B\'s random initialisation when it has no weights', parseNonNegativeInt('--init-seed-b'), 0)
+    .option('--out <path>', 'base path of the reports (default: reports/cka-<A>-vs-<B>)')
+    .option('--json', 'print the result as JSON on stdout')
+    .action(async (a: string, b: string | undefined, o: CkaCliOptions, cmd: Command) => {
+      const specB = b ?? a;
+      if (isNpy(a) !== isNpy(specB))
+        throw new Error(`${isNpy(a) ? 'B' : 'A'}: give two .npy activation matrices or two model specs, not one of each`);
+      if (isNpy(a)) return runNpy(a, specB, o, given(cmd));
+      return runModels(a, specB, o, cmd.optsWithGlobals().backend as string | undefined);
+    });
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env node
+/** The irlens command line: one entry, subcommands; `npm run <cmd> -- ...` reaches the same commands. */
+import { Command } from 'commander';
+import { IRLENS_VERSION } from '../version';
+import { infoCommand } from './info';
+import { modelsCommand } from './models';
+import { restoreCommand } from './restore';
+import { benchCommand } from './bench';
+import { ckaCommand } from './cka';
+
+export function buildProgram(): Command {
+  const program = new Command('irlens')
+    .description('representation studies of image-restoration networks (Restormer, MPRNet, SwinIR, EDT)')
+    .version(IRLENS_VERSION)
+    .option('--backend <name>', 'TF.js backend: node-gpu, node, wasm or cpu (default: best available; env IRLENS_BACKEND)')
+    .showHelpAfterError();
+  for (const cmd of [infoCommand(), modelsCommand(), restoreCommand(), benchCommand(), ckaCommand()]) program.addCommand(cmd);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  try {
+    await buildProgram().parseAsync(argv);
+    return 0;
+  } catch (e) {
+    process.stderr.write(`irlens: error: ${(e as Error).message.split('\n')[0]}\n`);
+    if (process.env.IRLENS_DEBUG) process.stderr.write(`${(e as Error).stack}\n`);
+    return 1;
+  }
+}
+
+if (require.main === module) {
+  void main(process.argv).then((code) => {
+    process.exitCode = code;
+  });
+}

@@ -1,0 +1,43 @@
+/** The options every model-running command shares: --model/--config/--weights/--seed/--task. */
+import { Command } from 'commander';
+import { LoadedModel, loadModelSpec, parseConfigJson } from '../models';
+import { parseNonNegativeInt } from './common';
+
+export interface ModelCliOptions {
+  model: string;
+  config?: string;
+  weights?: string;
+  paramKey?: string;
+  seed: number;
+  task?: string;
+}
+
+export function addModelOptions(cmd: Command): Command {
+  return cmd
+    .requiredOption('--model <spec>', 'preset or family name, PRESET@weights.pth, or an irlens .safetensors checkpoint')
+    .option('--config <json>', 'official hyper-parameters overriding the preset, as JSON (e.g. \'{"dim":32}\')')
+    .option('--weights <file>', 'official PyTorch .pth or safetensors weights (default: seeded random init)')
+    .option('--param-key <key>', "state_dict wrapper key to read ('params', 'params_ema', 'state_dict')")
+    .option('--seed <n>', 'seed of the random initialisation when no weights are given', parseNonNegativeInt('--seed'), 0)
+    .option('--task <name>', 'task branch (multi-task models) and degradation convention');
+}
+
+/** Loads the model named by the options, warning on stderr when it runs with random weights. */
+export async function loadModelFromOptions(o: ModelCliOptions): Promise<LoadedModel> {
+  const loaded = await loadModelSpec(o.model, {
+    config: parseConfigJson(o.config),
+    seed: o.seed,
+    weights: o.weights,
+    paramKey: o.paramKey,
+  });
+  if (!loaded.weights)
+    process.stderr.write(`irlens: warning: ${loaded.label} has no weights; using seeded random init (seed ${o.seed})\n`);
+  else
+    process.stderr.write(
+      `irlens: loaded ${loaded.weights.report.loaded} tensors from ${loaded.weights.file} [${loaded.weights.source}]` +
+        (loaded.weights.report.skipped.length ? `, skipped ${loaded.weights.report.skipped.length} recomputed buffers` : '') +
+        '\n',
+    );
+  loaded.model.task(o.task); // validates --task early, with the list of branches
+  return loaded;
+}
