@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
-import { registerWasmTrainingKernels } from './wasm-kernels';
+import { registerDilatedConvGradients, registerResizeGradFixes, registerWasmTrainingKernels } from './wasm-kernels';
 
 export type BackendName = 'node-gpu' | 'node' | 'wasm' | 'cpu';
 export const BACKEND_NAMES: readonly BackendName[] = ['node-gpu', 'node', 'wasm', 'cpu'];
@@ -86,6 +86,10 @@ async function activate(name: BackendName): Promise<string | undefined> {
       return undefined;
     }
     case 'cpu':
+      // The stock cpu resize gradients ignore halfPixelCenters (PyTorch's align_corners=False) and tfjs refuses
+      // dilated conv gradients everywhere: use irlens's exact versions so cpu stays a valid reference.
+      registerResizeGradFixes('cpu');
+      registerDilatedConvGradients();
       return (await tf.setBackend('cpu')) ? undefined : 'the cpu backend failed to start';
   }
 }
