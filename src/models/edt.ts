@@ -40,7 +40,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { Init, Module, ModuleList, Sequential } from './module';
-import { bilinearResize, Conv2d, ConvTranspose2d, GELU, Identity, Lambda, LayerNorm, LeakyReLU, Linear, roll } from './layers';
+import { bilinearResize, Conv2d, ConvTranspose2d, DIV2K_RGB_MEAN, Dropout, GELU, Identity, Lambda, LayerNorm, LeakyReLU, Linear, roll, swinLinear, TRUNC_NORMAL_02 } from './layers';
 import { PaddingRule, RestorationModel, TaskSpec } from './model';
 import { Config, registerFamily, registerPreset } from './registry';
 import { shiftedWindowMask, windowPartition, windowReverse } from './blocks/windows';
@@ -92,20 +92,9 @@ export const EDT_DEFAULTS: EDTConfig = {
   RESI_CONNECTION: '1conv',
 };
 
-const RGB_MEAN = [0.4488, 0.4371, 0.404];
-/** timm trunc_normal_(std=.02) with its absolute cut-off a=-2, b=2, i.e. 100 std (effectively untruncated). */
-const TRUNC_NORMAL_02: Init = { kind: 'normal', std: 0.02, truncate: 2 / 0.02 };
 const RAIN_TASK: Record<EDTRainLevel, string> = { L: 'dr-light', H: 'dr-heavy' };
 
 type Size = [number, number];
-
-/** nn.Dropout / DropPath / nn.Identity in eval mode: a named identity so that the official hook point exists. */
-const Dropout = () => Identity();
-
-/** nn.Linear initialised as SwinBody._init_weights does: trunc_normal(std .02) weight, zero bias. */
-function bodyLinear(inF: number, outF: number): Linear {
-  return new Linear(inF, outF, { init: TRUNC_NORMAL_02, biasInit: { kind: 'constant', value: 0 } });
-}
 
 const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
 const lcm = (a: number, b: number) => (a * b) / gcd(a, b);
@@ -209,10 +198,10 @@ class Mlp extends Module {
   readonly fc2: Linear;
   constructor(dim: number, hidden: number) {
     super();
-    this.fc1 = this.child('fc1', bodyLinear(dim, hidden));
+    this.fc1 = this.child('fc1', swinLinear(dim, hidden));
     this.act = this.child('act', GELU());
     this.dwconv = this.child('dwconv', new Conv2d(hidden, hidden, 5, { groups: hidden }));
-    this.fc2 = this.child('fc2', bodyLinear(hidden, dim));
+    this.fc2 = this.child('fc2', swinLinear(hidden, dim));
   }
   forward(x: tf.Tensor4D): tf.Tensor4D {
     return tf.tidy(() => {
@@ -307,8 +296,8 @@ class CSwinTransformerBlock extends Module {
     this.drop_path = this.child('drop_path', Dropout());
     this.norm2 = this.child('norm2', new LayerNorm(dim));
     this.mlp = this.child('mlp', new Mlp(dim, Math.floor(dim * mlpRatio)));
-    this.qkv = this.child('qkv', bodyLinear(dim, 3 * dim));
-    this.proj = this.child('proj', bodyLinear(dim, dim));
+    this.qkv = this.child('qkv', swinLinear(dim, 3 * dim));
+    this.proj = this.child('proj', swinLinear(dim, dim));
   }
 
   forward(x: tf.Tensor3D, size: Size): tf.Tensor3D {
@@ -553,7 +542,7 @@ export class EDT extends RestorationModel {
     if (h % m !== 0 || w % m !== 0)
       throw new Error(`edt: ${b.task.name} input ${h}x${w} is not a multiple of ${m} (pad it, or use restore())`);
     return tf.tidy(() => {
-      const mean = c.IN_CHANNEL === 3 ? tf.tensor1d(RGB_MEAN) : tf.scalar(0);
+      const mean = c.IN_CHANNEL === 3 ? tf.tensor1d(DIV2K_RGB_MEAN) : tf.scalar(0);
       const lq = tf.mul(tf.sub(x, mean), c.IMAGE_RANGE) as tf.Tensor4D;
       const sr = b.task.kind === 'sr';
       const head = b.head.items;

@@ -228,3 +228,20 @@ export function roll(x: tf.Tensor, shift: number, axis: number): tf.Tensor {
     return tf.concat([b, a], axis);
   });
 }
+
+/** timm trunc_normal_(std=.02) with its absolute cut-off a=-2, b=2, i.e. 100 std (effectively untruncated). */
+export const TRUNC_NORMAL_02: Init = { kind: 'normal', std: 0.02, truncate: 2 / 0.02 };
+
+/** nn.Linear initialised like the Swin-style _init_weights (SwinIR, EDT): trunc_normal(std .02), zero bias. */
+export function swinLinear(inF: number, outF: number, bias = true): Linear {
+  return new Linear(inF, outF, { bias, init: TRUNC_NORMAL_02, biasInit: { kind: 'constant', value: 0 } });
+}
+
+/**
+ * nn.Dropout / DropPath in eval mode: an identity module that keeps the official hook point. irlens trains
+ * without stochastic depth or dropout (the studied configs use them only as regularisers).
+ */
+export const Dropout = (label = 'Dropout') => new Lambda(`${label} (identity)`, (x) => x);
+
+/** DIV2K RGB mean that SwinIR and EDT subtract before the network (img_range scaling follows). */
+export const DIV2K_RGB_MEAN: number[] = [0.4488, 0.4371, 0.404];

@@ -20,7 +20,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { Init, Module, ModuleList, Sequential } from './module';
-import { Conv2d, GELU, Lambda, LayerNorm, LeakyReLU, Linear, nearestUpsample, roll } from './layers';
+import { Conv2d, DIV2K_RGB_MEAN, Dropout, GELU, Lambda, LayerNorm, LeakyReLU, Linear, nearestUpsample, roll, swinLinear, TRUNC_NORMAL_02 } from './layers';
 import { padBottomRight, PaddingRule, RestorationModel, TaskSpec } from './model';
 import { Config, registerFamily, registerPreset } from './registry';
 import { shiftedWindowMask, windowPartition, windowReverse } from './blocks/windows';
@@ -76,21 +76,10 @@ export const SWINIR_DEFAULTS: SwinIRConfig = {
   resi_connection: '1conv',
 };
 
-const RGB_MEAN = [0.4488, 0.4371, 0.404];
 /** conv_before_upsample width of the official code (num_feat). */
 const NUM_FEAT = 64;
-/** timm trunc_normal_(std=.02) with its absolute cut-off a=-2, b=2, i.e. 100 std (effectively untruncated). */
-const TRUNC_NORMAL_02: Init = { kind: 'normal', std: 0.02, truncate: 2 / 0.02 };
 
 type Size = [number, number];
-
-/** nn.Dropout / DropPath in eval mode: an identity module, so that the official hook point exists. */
-const Dropout = (label = 'Dropout') => new Lambda(`${label} (identity in eval)`, (x) => x);
-
-/** nn.Linear initialised as SwinIR._init_weights does: trunc_normal(std .02) weight, zero bias. */
-function swinLinear(inF: number, outF: number, bias = true): Linear {
-  return new Linear(inF, outF, { bias, init: TRUNC_NORMAL_02, biasInit: { kind: 'constant', value: 0 } });
-}
 
 class Mlp extends Module {
   readonly fc1: Linear;
@@ -456,7 +445,7 @@ export class SwinIR extends RestorationModel {
       // check_image_size: reflect padding to a multiple of window_size.
       const ws = c.window_size;
       const padded = padBottomRight(x, (ws - (h % ws)) % ws, (ws - (w % ws)) % ws, 'reflect');
-      const mean = c.in_chans === 3 ? tf.tensor1d(RGB_MEAN) : tf.scalar(0);
+      const mean = c.in_chans === 3 ? tf.tensor1d(DIV2K_RGB_MEAN) : tf.scalar(0);
       const input = tf.mul(tf.sub(padded, mean), c.img_range) as tf.Tensor4D;
       const head = this.conv_first.call<tf.Tensor4D>(input);
       const deep = tf.add(this.conv_after_body.call<tf.Tensor4D>(this.forwardFeatures(head)), head) as tf.Tensor4D;
