@@ -21,18 +21,18 @@ import { gram, mat, type Kernel, type Mat } from '../analysis/gram';
 import { assertEnoughExamples, minExamples, type Estimator } from '../analysis/hsic';
 import { MinibatchCKA } from '../analysis/minibatch-cka';
 import { featureSettings, FEATURE_MODES, type FeatureMode } from '../analysis/features';
-import { bestMatches, checkStudySize, layerSimilarity, type ImageSource, type NamedImage, type SimilarityResult } from '../analysis/similarity';
+import { bestMatches, checkStudySize, defaultStudySize, layerSimilarity, type ImageSource, type NamedImage, type SimilarityResult } from '../analysis/similarity';
 import { estimatorName, writeCkaReport, type CkaReportFiles } from '../analysis/report/cka-report';
 import { requireFile } from '../util/fs';
 import { parseNonNegativeInt, parsePositiveInt, parseSize, startBackend } from './common';
 
-export const CKA_DEFAULTS = { batch: 10, size: '128x128', kernel: 'linear', estimator: 'unbiased', mode: 'flatten', seed: 0 } as const;
+export const CKA_DEFAULTS = { batch: 10, size: 128, kernel: 'linear', estimator: 'unbiased', mode: 'flatten', seed: 0 } as const;
 
 export interface CkaCliOptions {
   data?: string;
   images?: number;
   batch: number;
-  size: string;
+  size?: string;
   task?: string;
   taskA?: string;
   taskB?: string;
@@ -212,6 +212,8 @@ function planImages(o: CkaCliOptions): ImagePlan {
 
 async function loadSide(spec: string, which: 'A' | 'B', seed: number, json: boolean): Promise<LoadedModel> {
   const loaded = await namingAsync(which, () => loadModelSpec(spec, { seed }));
+  // Two random initialisations of one preset must not share a label (axis titles, default file name).
+  if (!loaded.weights && seed !== 0) loaded.label = `${loaded.label}-seed${seed}`;
   if (!json) {
     process.stderr.write(
       loaded.weights
@@ -226,7 +228,7 @@ function pct(part: number, total: number): string {
   return `${((100 * part) / total).toFixed(0)}%`;
 }
 
-function summary(r: SimilarityResult, files: CkaReportFiles, wallMs: number): string {
+function summary(r: SimilarityResult, files: CkaReportFiles, wallMs: number, from: string): string {
   const t = r.provenance.timings;
   const sec = (v: number) => `${(v / 1000).toFixed(1)} s`;
   const best = bestMatches(r);
@@ -237,7 +239,7 @@ function summary(r: SimilarityResult, files: CkaReportFiles, wallMs: number): st
   const lines = [
     `${estimatorName(r)}: A = ${r.models.a.label} [${r.models.a.task}] (rows, ${r.layersA.length} layers) vs ` +
       `B = ${r.models.b.label} [${r.models.b.task}] (columns, ${r.layersB.length} layers)`,
-    `  ${r.examples} images (${r.provenance.images.length > 0 ? 'first: ' + r.provenance.images[0] : ''}), minibatches ${s.batchSizes.join('+')}` +
+    `  ${r.examples} images from ${from}, minibatches ${s.batchSizes.join('+')}` +
       `${s.size ? `, ${s.size[0]}x${s.size[1]} crops` : ''}, ${s.kernel} kernel, features '${s.features.mode}', seed ${s.seed}`,
     `best match in B for each layer of A${sameArch ? ' (and the same-name layer: the diagonal)' : ''}:`,
     ...best.map((b) => {
@@ -275,7 +277,7 @@ function progressBar(total: number, enabled: boolean): { update(done: number): v
 
 async function runModels(specA: string, specB: string, o: CkaCliOptions, backendName: string | undefined): Promise<void> {
   const t0 = performance.now();
-  const size = parseSize(o.size, '--size');
+  const sizeGiven = o.size === undefined ? undefined : parseSize(o.size, '--size');
   const min = minExamples(o.estimator);
   if (o.batch < min) throw new Error(`--batch: the ${o.estimator} estimator needs at least ${min} images per batch, got ${o.batch}`);
   if (o.images !== undefined && o.images < min) throw new Error(`--images: the ${o.estimator} estimator needs at least ${min} images, got ${o.images}`);
@@ -300,8 +302,11 @@ async function runModels(specA: string, specB: string, o: CkaCliOptions, backend
     naming(taskOpt('b'), () => modelB.task(taskB));
     if (layersA) naming('--layers-a', () => compilePatterns(A.model, layersA));
     if (layersB) naming('--layers-b', () => compilePatterns(modelB, layersB));
+    const size = sizeGiven ?? defaultStudySize([{ model: A.model, task: taskA }, { model: modelB, task: taskB }], CKA_DEFAULTS.size);
     checkStudySize(A.model, taskA, size, '--size');
     checkStudySize(modelB, taskB, size, '--size');
+    if (!sizeGiven && size[0] !== CKA_DEFAULTS.size && !o.json)
+      process.stderr.write(`irlens: crop size ${size[0]}x${size[1]}: the largest square <= ${CKA_DEFAULTS.size}x${CKA_DEFAULTS.size} both models take without padding\n`);
     const base = outBase(o.out, A.label, labelB);
     const images = planImages(o);
     if (images.count < min) throw new Error(`--images: ${images.from} gives ${images.count} image(s); the ${o.estimator} estimator needs at least ${min}`);
@@ -338,7 +343,7 @@ async function runModels(specA: string, specB: string, o: CkaCliOptions, backend
     const files = await writeCkaReport(result, base);
     const wallMs = performance.now() - t0;
     if (o.json) process.stdout.write(`${JSON.stringify({ ...result, files, commandMs: wallMs }, null, 2)}\n`);
-    else process.stdout.write(`${summary(result, files, wallMs)}\n`);
+    else process.stdout.write(`${summary(result, files, wallMs, images.from)}\n`);
     process.stderr.write(`irlens: cka done: ${result.examples} images from ${images.from} in ${(wallMs / 1000).toFixed(1)} s; report ${files.html}\n`);
   } finally {
     A.model.dispose();
@@ -357,12 +362,12 @@ export function ckaCommand(): Command {
     .option('--data <dir>', 'image folder (default: the built-in images)')
     .option('--images <n>', 'use the first N images (default: all)', parsePositiveInt('--images'))
     .option('--batch <n>', 'images per minibatch (memory grows with it, not with --images)', parsePositiveInt('--batch'), CKA_DEFAULTS.batch)
-    .option('--size <HxW>', 'centre-crop every clean image to HxW before degrading it', CKA_DEFAULTS.size)
+    .option('--size <HxW>', `centre-crop every clean image to HxW before degrading it (default: the largest square <= ${CKA_DEFAULTS.size}x${CKA_DEFAULTS.size} both models take without padding)`)
     .option('--task <name>', 'task branch of both models (default: each model\'s default task)')
     .option('--task-a <name>', 'task branch of A (overrides --task)')
     .option('--task-b <name>', 'task branch of B (overrides --task)')
     .option('--layers-a <globs>', 'comma-separated hook point globs of A (default: the model\'s default layers)', globList('--layers-a'))
-    .option('--layers-b <globs>', 'comma-separated hook point globs of B (default: the model\'s default layers)', globList('--layers-b'))
+    .option('--layers-b <globs>', 'comma-separated hook point globs of B (default: the model\'s default layers; --layers-a when B is A)', globList('--layers-b'))
     .option('--kernel <k>', 'linear or rbf', choice('--kernel', ['linear', 'rbf'] as const), CKA_DEFAULTS.kernel)
     .option('--threshold <x>', 'rbf bandwidth: sigma^2 = x^2 * median squared distance', positiveNumber('--threshold'), 1)
     .option('--estimator <e>', 'unbiased (HSIC1, debiased CKA; >= 4 images per batch) or biased (HSIC0)', choice('--estimator', ['unbiased', 'biased'] as const), CKA_DEFAULTS.estimator)

@@ -155,7 +155,9 @@ export abstract class Module {
     if (this.ownChildren.has(name) || this.ownParams.has(name)) throw new Error(`duplicate member '${name}'`);
     const shape = tfShapeOf(torchShape, layout);
     const n = shape.reduce((a, b) => a * b, 1);
-    const v = tf.variable(tf.tensor(drawInit(n, init), shape, 'float32'), true);
+    const initial = tf.tensor(drawInit(n, init), shape, 'float32');
+    const v = tf.variable(initial, true); // the variable copies: free the initial value
+    initial.dispose();
     this.ownParams.set(name, new Parameter(v, [...torchShape], layout));
     return v;
   }
@@ -216,6 +218,23 @@ export abstract class Module {
   /** Number of scalar parameters, counting shared ones once (PyTorch's sum(p.numel() for p in parameters())). */
   numParameters(): number {
     return this.namedParameters().reduce((s, [, p]) => s + p.size, 0);
+  }
+
+  /**
+   * Parameter tying (multi-task models, src/pretrain/multitask.ts): makes this module's own parameter `name`
+   * the given `shared` Parameter, so two module trees train one tf.Variable. Fields of this module that held the
+   * old variable are pointed at the shared one (layers read `this.weight` etc.), and the old variable is freed.
+   */
+  tieParameter(name: string, shared: Parameter): void {
+    const old = this.ownParams.get(name);
+    if (!old) throw new Error(`tieParameter: module '${this.path}' has no parameter '${name}'`);
+    if (old === shared) return;
+    if (old.layout !== shared.layout || old.torchShape.join(',') !== shared.torchShape.join(','))
+      throw new Error(`tieParameter: '${this.path}.${name}' is [${old.torchShape}], the shared parameter [${shared.torchShape}]`);
+    this.ownParams.set(name, shared);
+    const fields = this as unknown as Record<string, unknown>;
+    for (const key of Object.keys(fields)) if (fields[key] === old.variable) fields[key] = shared.variable;
+    old.variable.dispose();
   }
 
   /** Frees every variable of the tree. The module is unusable afterwards. */

@@ -191,3 +191,11 @@ describe('layout helpers', () => {
     x.dispose();
   });
 });
+
+describe('lifetime', () => {
+  it('frees every tensor of a model on dispose', () => {
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 3; i++) createModel('refnet-tiny', { seed: i }).dispose();
+    expect(tf.memory().numTensors).toBe(before);
+  });
+});

@@ -1,0 +1,6 @@
+/** Reports: self-contained HTML pages (plotly inlined), static SVG/PNG heatmaps, CKA study reports. */
+export * from './colormap';
+export * from './html';
+export * from './heatmap-svg';
+export * from './png';
+export * from './cka-report';

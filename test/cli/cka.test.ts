@@ -1,0 +1,162 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { main } from '../../src/cli/main';
+import { writeNpy } from '../../src/io/npy';
+import { loadBuiltinImages } from '../../src/io/builtin';
+import { createModel } from '../../src/models';
+import { initBackend } from '../../src/engine/backend';
+import { ckaFromGrams } from '../../src/analysis/cka';
+import { linearGram, mat, rbfGram, type Mat } from '../../src/analysis/gram';
+import { layerSimilarity } from '../../src/analysis/similarity';
+import { plotlyBundle } from '../../src/analysis/report/html';
+import { Rng } from '../../src/util/rng';
+
+let dir: string;
+
+beforeAll(async () => {
+  process.env.IRLENS_BACKEND = 'wasm';
+  await initBackend('wasm');
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'irlens-cka-cli-'));
+});
+
+afterAll(() => {
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+/** Runs `irlens cka ...args` in-process; returns exit code and what went to stdout/stderr. */
+async function cka(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const out = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => ((stdout += String(s)), true));
+  const err = vi.spyOn(process.stderr, 'write').mockImplementation((s: string | Uint8Array) => ((stderr += String(s)), true));
+  try {
+    const code = await main(['node', 'irlens', 'cka', ...args]);
+    return { code, stdout, stderr };
+  } finally {
+    out.mockRestore();
+    err.mockRestore();
+  }
+}
+
+function randn(rng: Rng, rows: number, cols: number): Mat {
+  const m = mat(rows, cols);
+  for (let i = 0; i < m.data.length; i++) m.data[i] = rng.normal();
+  return m;
+}
+
+function saveMat(file: string, m: Mat): string {
+  writeNpy(file, { shape: [m.rows, m.cols], dtype: 'float64', data: m.data });
+  return file;
+}
+
+describe('irlens cka on two .npy activation matrices', () => {
+  const rng = new Rng('npy');
+  const X = randn(rng, 12, 5);
+  const Y = mat(12, 3, X.data.filter((_, k) => k % 5 < 3).map((v) => Math.tanh(v) + 0.5 * rng.normal()));
+
+  it('prints the CKA of the two matrices, equal to ckaFromGrams', async () => {
+    const a = saveMat(path.join(dir, 'x.npy'), X);
+    const b = saveMat(path.join(dir, 'y.npy'), Y);
+    const r = await cka(a, b);
+    expect(r.code).toBe(0);
+    expect(Number(r.stdout.trim())).toBe(ckaFromGrams(linearGram(X), linearGram(Y), { estimator: 'unbiased' }).value);
+
+    const j = await cka(a, b, '--json', '--kernel', 'rbf', '--estimator', 'biased', '--threshold', '0.8');
+    expect(j.code).toBe(0);
+    const parsed = JSON.parse(j.stdout);
+    expect(parsed.value).toBe(ckaFromGrams(rbfGram(X, { threshold: 0.8 }), rbfGram(Y, { threshold: 0.8 }), { estimator: 'biased' }).value);
+    expect(parsed.settings).toMatchObject({ kernel: 'rbf', estimator: 'biased', threshold: 0.8 });
+    expect([parsed.n, parsed.p, parsed.q]).toEqual([12, 5, 3]);
+  });
+
+  it('rejects mismatched rows and model-study options, writing nothing', async () => {
+    const a = saveMat(path.join(dir, 'x2.npy'), X);
+    const c = saveMat(path.join(dir, 'short.npy'), randn(rng, 7, 2));
+    const rows = await cka(a, c);
+    expect(rows.code).toBe(1);
+    expect(rows.stderr).toMatch(/^irlens: error: B: .* has 7 rows but .* has 12/);
+    const opt = await cka(a, a, '--size', '32x32');
+    expect(opt.stderr).toMatch(/^irlens: error: --size: does not apply/);
+    const mixed = await cka(a, 'refnet-tiny');
+    expect(mixed.stderr).toMatch(/^irlens: error: B: give two \.npy/);
+  });
+});
+
+describe('irlens cka on two models', () => {
+  it('writes html, json and png whose matrix is the engine result; prints best matches and timings', async () => {
+    const out = path.join(dir, 'e2e', 'study');
+    const args = ['refnet-tiny', 'refnet-tiny', '--init-seed-b', '1', '--images', '8', '--size', '32x32', '--batch', '4', '--seed', '5', '--out', out];
+    const r = await cka(...args);
+    expect(r.stderr).not.toMatch(/error/);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/best match in B for each layer of A \(and the same-name layer: the diagonal\)/);
+    expect(r.stdout).toMatch(/conv_first +-> +\S+ +-?\d\.\d{4} +diagonal -?\d\.\d{4}/);
+    expect(r.stdout).toMatch(/outside the forwards \d+%/);
+    expect(r.stdout).toContain(`${out}.png`);
+
+    const html = fs.readFileSync(`${out}.html`, 'utf8');
+    expect(html).toContain(plotlyBundle().source.slice(1000, 2000));
+    expect(html).not.toMatch(/<script[^>]*src=["']?https?:/i);
+    expect((await sharp(fs.readFileSync(`${out}.png`)).metadata()).format).toBe('png');
+
+    const json = JSON.parse(fs.readFileSync(`${out}.json`, 'utf8'));
+    const images = (await loadBuiltinImages({ channels: 3 })).slice(0, 8);
+    const a = createModel('refnet-tiny', { seed: 0 });
+    const b = createModel('refnet-tiny', { seed: 1 });
+    const engine = await layerSimilarity({ modelA: a, modelB: b, images, size: [32, 32], batch: 4, seed: 5 });
+    a.dispose();
+    b.dispose();
+    expect(json.matrix).toEqual(engine.matrix);
+    expect(json.layersA).toEqual(engine.layersA);
+    expect(json.provenance.images).toEqual(images.map((i) => i.name));
+    expect(json.settings.size).toEqual([32, 32]);
+    expect(json.models.b.label).toBe('refnet-tiny-seed1'); // two inits of one preset get distinct labels
+  });
+
+  it('same spec twice: one forward, exact diagonal; --json prints the result', async () => {
+    const out = path.join(dir, 'self', 'study');
+    const r = await cka('refnet-tiny', '--images', '4', '--size', '16x16', '--batch', '4', '--out', out, '--json');
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j.settings.sameModel).toBe(true);
+    j.matrix.forEach((row: number[], i: number) => expect(row[i]).toBe(1));
+    expect(j.files.json).toBe(`${out}.json`);
+  });
+
+  it.each([
+    [['--batch', '2'], /^--batch: the unbiased estimator needs at least 4/],
+    [['--batch', 'x'], /^--batch: expected a positive integer/],
+    [['--kernel', 'poly'], /^--kernel: expected one of linear, rbf/],
+    [['--estimator', 'fast'], /^--estimator: expected one of unbiased, biased/],
+    [['--size', '30x30'], /^--size: 30x30 gives restormer-tiny/],
+    [['--size', 'big'], /^--size: expected HxW/],
+    [['--layers-a', 'encoder_levl1.*'], /^--layers-a: unknown hook point 'encoder_levl1\.\*'/],
+    [['--task-b', 'sr-x9'], /^--task-b: model refnet-tiny has no task 'sr-x9'/],
+    [['--images', '3'], /^--images: the unbiased estimator needs at least 4/],
+    [['--data', '/nonexistent/irlens'], /^--data: image folder '\/nonexistent\/irlens': does not exist/],
+    [['--threshold', '-1'], /^--threshold: expected a number > 0/],
+    [['--max-pixels', '8'], /^--max-pixels: only applies to --mode pixels/],
+  ])('bad option %j: one-line error naming it, exit 1, no files', async (extra, message) => {
+    const out = path.join(dir, 'bad', 'study');
+    const r = await cka('restormer-tiny', 'refnet-tiny', '--out', out, ...extra);
+    expect(r.code).toBe(1);
+    const lines = r.stderr.trim().split('\n').filter((l) => l.startsWith('irlens: error'));
+    expect(lines).toHaveLength(1);
+    expect(lines[0].replace('irlens: error: ', '')).toMatch(message);
+    expect(r.stdout).toBe('');
+    expect(fs.existsSync(path.join(dir, 'bad'))).toBe(false);
+  });
+
+  it('refuses an --out that is a directory and an unknown model', async () => {
+    const d = path.join(dir, 'adir');
+    fs.mkdirSync(d);
+    const r = await cka('refnet-tiny', '--out', d);
+    expect(r.stderr).toMatch(/irlens: error: --out: '.*adir' is a directory/);
+    expect(fs.readdirSync(d)).toEqual([]);
+    const m = await cka('refnet-tiny', 'nosuchnet');
+    expect(m.stderr).toMatch(/irlens: error: B: unknown model 'nosuchnet'/);
+  });
+});
