@@ -18,6 +18,6 @@ export * from './analysis/features';
 export * from './analysis/metrics';
 export * from './analysis/similarity';
 export * from './analysis/report';
-export * from './pretrain/degradations';
+export * from './pretrain';
 export { Rng } from './util/rng';
 export { IRLENS_VERSION, PACKAGE_ROOT } from './version';

@@ -7,6 +7,7 @@ import { modelsCommand } from './models';
 import { restoreCommand } from './restore';
 import { benchCommand } from './bench';
 import { ckaCommand } from './cka';
+import { pretrainCommand } from './pretrain';
 
 export function buildProgram(): Command {
   const program = new Command('irlens')
@@ -14,7 +15,7 @@ export function buildProgram(): Command {
     .version(IRLENS_VERSION)
     .option('--backend <name>', 'TF.js backend: node-gpu, node, wasm or cpu (default: best available; env IRLENS_BACKEND)')
     .showHelpAfterError();
-  for (const cmd of [infoCommand(), modelsCommand(), restoreCommand(), benchCommand(), ckaCommand()]) program.addCommand(cmd);
+  for (const cmd of [infoCommand(), modelsCommand(), restoreCommand(), benchCommand(), ckaCommand(), pretrainCommand()]) program.addCommand(cmd);
   return program;
 }
 

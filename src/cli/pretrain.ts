@@ -2,8 +2,10 @@
  * `irlens pretrain train` and `irlens pretrain finetune`: (multi-task) training and fine-tuning runs with
  * checkpoints, exact --resume, evaluation and a JSONL log (see src/pretrain/trainer.ts).
  *
- * Runnable on its own as well (`npx tsx src/cli/pretrain.ts train ...`), which the resume test uses.
+ * Runnable on its own as well (`npx tsx src/cli/pretrain.ts pretrain train ...`), which the resume test uses.
  */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { Command, Option } from 'commander';
 import '../models';
 import { parseConfigJson } from '../models/spec';
@@ -15,6 +17,7 @@ import {
   OPTIMIZER_KINDS,
   parseLossName,
   readJsonFile,
+  readSafetensorsMetadata,
   restormerSchedule,
   RUN_FILE,
   runTraining,
@@ -27,8 +30,6 @@ import {
   type Stage,
   type TaskOrder,
 } from '../pretrain';
-import * as path from 'node:path';
-import * as fs from 'node:fs';
 
 const SCHEDULES = ['cosine', 'constant', 'restormer', 'multistep'] as const;
 type ScheduleName = (typeof SCHEDULES)[number];
@@ -176,6 +177,18 @@ function patchMultiple(model: string | undefined, config: Record<string, unknown
   }
 }
 
+/** The architecture family of an irlens checkpoint (the base family of a multi-task one), if it says. */
+function checkpointFamily(file: string): string | undefined {
+  const meta = readSafetensorsMetadata(file);
+  if (meta['irlens.family'] !== 'multitask') return meta['irlens.family'];
+  try {
+    const c = JSON.parse(meta['irlens.config'] ?? '{}') as { model?: string; config?: Record<string, unknown> };
+    return c.model ? resolveSpec(c.model, c.config ?? {}).family.name : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 function buildSpec(command: 'train' | 'finetune', o: TrainCliOptions & FinetuneCliOptions, raw: Record<string, unknown>): RunSpec {
   if (o.data && (o.lqDir || o.gtDir)) throw new Error('--data and --lq-dir/--gt-dir are exclusive');
   if (!!o.lqDir !== !!o.gtDir) throw new Error('--lq-dir and --gt-dir go together');
@@ -193,7 +206,7 @@ function buildSpec(command: 'train' | 'finetune', o: TrainCliOptions & FinetuneC
     const sum = progressive.reduce((s, st) => s + st.steps, 0);
     if (sum !== o.steps) throw new Error(`--progressive: the stages add up to ${sum} steps but --steps is ${o.steps}`);
   }
-  const family = command === 'train' ? resolveSpec(o.model!, modelConfig).family.name : undefined;
+  const family = command === 'train' ? resolveSpec(o.model!, modelConfig).family.name : checkpointFamily(o.from!);
   const loss: LossName = o.loss ?? (family === 'mprnet' ? 'mprnet' : 'l1');
   return {
     format: 'irlens-run/1',

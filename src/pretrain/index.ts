@@ -1,0 +1,8 @@
+/** Pre-training studies: degradations, data, losses, optimisation, multi-task models and the trainer. */
+export * from './degradations';
+export * from './data';
+export * from './losses';
+export * from './optim';
+export * from './multitask';
+export * from './train-checkpoint';
+export * from './trainer';
