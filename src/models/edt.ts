@@ -40,6 +40,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { Init, Module, ModuleList, Sequential } from './module';
+import { PatchEmbed, PatchUnEmbed, residualConv, Size } from './blocks/swin';
 import { bilinearResize, Conv2d, ConvTranspose2d, DIV2K_RGB_MEAN, Dropout, GELU, Identity, Lambda, LayerNorm, LeakyReLU, Linear, roll, swinLinear, TRUNC_NORMAL_02 } from './layers';
 import { PaddingRule, RestorationModel, TaskSpec } from './model';
 import { Config, registerFamily, registerPreset } from './registry';
@@ -94,7 +95,6 @@ export const EDT_DEFAULTS: EDTConfig = {
 
 const RAIN_TASK: Record<EDTRainLevel, string> = { L: 'dr-light', H: 'dr-heavy' };
 
-type Size = [number, number];
 
 const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
 const lcm = (a: number, b: number) => (a * b) / gcd(a, b);
@@ -365,33 +365,6 @@ class RSTB extends Module {
   }
 }
 
-/** [B,H,W,C] -> LayerNorm'd tokens [B,H*W,C] (patch_norm is always on in SwinBody as EDT builds it). */
-class PatchEmbed extends Module {
-  readonly norm: LayerNorm;
-  constructor(dim: number) {
-    super();
-    this.norm = this.child('norm', new LayerNorm(dim));
-  }
-  forward(x: tf.Tensor4D): tf.Tensor3D {
-    const [b, h, w, c] = x.shape;
-    return this.norm.call<tf.Tensor3D>(tf.reshape(x, [b, h * w, c]));
-  }
-}
-
-class PatchUnEmbed extends Module {
-  forward(x: tf.Tensor3D, size: Size): tf.Tensor4D {
-    const [b, , c] = x.shape;
-    return tf.reshape(x, [b, size[0], size[1], c]);
-  }
-}
-
-/** conv_after_body: '1conv' = 3x3; '3conv' = 3x3 -> LReLU -> 1x1 -> LReLU -> 3x3 at EMBED_DIM/4. */
-function convAfterBody(dim: number, kind: EDTConfig['RESI_CONNECTION']): Module {
-  if (kind === '1conv') return new Conv2d(dim, dim, 3);
-  const q = Math.floor(dim / 4);
-  return new Sequential([new Conv2d(dim, q, 3), LeakyReLU(0.2), new Conv2d(q, q, 1), LeakyReLU(0.2), new Conv2d(q, dim, 3)]);
-}
-
 class SwinBody extends Module {
   readonly patch_embed: PatchEmbed;
   readonly patch_unembed: PatchUnEmbed;
@@ -408,7 +381,7 @@ class SwinBody extends Module {
     this.pos_drop = this.child('pos_drop', Dropout());
     this.layers = this.child('layers', new ModuleList(c.DEPTHS.map((depth, i) => new RSTB(dim, depth, c.NUM_HEADS[i], c))));
     this.norm = this.child('norm', new LayerNorm(dim));
-    this.conv_after_body = this.child('conv_after_body', convAfterBody(dim, c.RESI_CONNECTION));
+    this.conv_after_body = this.child('conv_after_body', residualConv(dim, c.RESI_CONNECTION));
   }
 
   /** conv_after_body(forward_features(x)) + x on an NHWC map. */

@@ -20,6 +20,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { Init, Module, ModuleList, Sequential } from './module';
+import { PatchEmbed, PatchUnEmbed, residualConv, Size } from './blocks/swin';
 import { Conv2d, DIV2K_RGB_MEAN, Dropout, GELU, Lambda, LayerNorm, LeakyReLU, Linear, nearestUpsample, roll, swinLinear, TRUNC_NORMAL_02 } from './layers';
 import { padBottomRight, PaddingRule, RestorationModel, TaskSpec } from './model';
 import { Config, registerFamily, registerPreset } from './registry';
@@ -79,7 +80,6 @@ export const SWINIR_DEFAULTS: SwinIRConfig = {
 /** conv_before_upsample width of the official code (num_feat). */
 const NUM_FEAT = 64;
 
-type Size = [number, number];
 
 class Mlp extends Module {
   readonly fc1: Linear;
@@ -259,35 +259,6 @@ class BasicLayer extends Module {
     for (const blk of this.blocks.items) y = blk.call<tf.Tensor3D>(y, size);
     return y;
   }
-}
-
-/** PatchEmbed with patch_size folded away (the official forward only flattens): [B,H,W,C] -> [B,H*W,C] (+ norm). */
-class PatchEmbed extends Module {
-  readonly norm?: LayerNorm;
-  constructor(dim: number, withNorm: boolean) {
-    super();
-    if (withNorm) this.norm = this.child('norm', new LayerNorm(dim));
-  }
-  forward(x: tf.Tensor4D): tf.Tensor3D {
-    const [b, h, w, c] = x.shape;
-    const t = tf.reshape(x, [b, h * w, c]) as tf.Tensor3D;
-    return this.norm ? this.norm.call<tf.Tensor3D>(t) : t;
-  }
-}
-
-/** PatchUnEmbed: [B,H*W,C] -> [B,H,W,C]. */
-class PatchUnEmbed extends Module {
-  forward(x: tf.Tensor3D, size: Size): tf.Tensor4D {
-    const [b, , c] = x.shape;
-    return tf.reshape(x, [b, size[0], size[1], c]);
-  }
-}
-
-/** The residual conv of RSTB and the conv_after_body: '1conv' = 3x3; '3conv' = 3x3 -> 1x1 -> 3x3 at dim/4. */
-function residualConv(dim: number, kind: SwinIRConfig['resi_connection']): Module {
-  if (kind === '1conv') return new Conv2d(dim, dim, 3);
-  const q = Math.floor(dim / 4);
-  return new Sequential([new Conv2d(dim, q, 3), LeakyReLU(0.2), new Conv2d(q, q, 1), LeakyReLU(0.2), new Conv2d(q, dim, 3)]);
 }
 
 /** Residual Swin Transformer Block. */
