@@ -3,6 +3,7 @@
  * hyper-parameters (`createModel('restormer', { config: { dim: 32 } })`). Config keys are the official names
  * (Restormer/MPRNet/SwinIR constructor kwargs, EDT's MODEL.* keys); unknown keys are an error.
  */
+import { distance } from 'fastest-levenshtein';
 import { withInitSeed, withZeroInit } from './module';
 import type { RestorationModel, TaskSpec } from './model';
 
@@ -91,7 +92,13 @@ export function resolveSpec(name: string, config: Config = {}): { family: Family
     const family = getFamily(name);
     return { family, config: resolveConfig(family, config) };
   }
-  throw new Error(`unknown model '${name}' (presets: ${[...presets.keys()].join(', ')}; families: ${[...families.keys()].join(', ')})`);
+  const names = [...presets.keys(), ...families.keys()];
+  const close = names
+    .map((n) => [n, distance(name, n)] as const)
+    .sort((a, b) => a[1] - b[1])
+    .slice(0, 5)
+    .map(([n]) => n);
+  throw new Error(`unknown model '${name}' (closest: ${close.join(', ')}; \`npm run models\` lists all ${presets.size} presets)`);
 }
 
 /** Builds a preset or family with seeded random initialisation. */

@@ -2,8 +2,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import sharp from 'sharp';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { main } from '../../src/cli/main';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from './run-cli';
 import { writeNpy } from '../../src/io/npy';
 import { loadBuiltinImages } from '../../src/io/builtin';
 import { createModel } from '../../src/models';
@@ -26,20 +26,8 @@ afterAll(() => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-/** Runs `irlens cka ...args` in-process; returns exit code and what went to stdout/stderr. */
-async function cka(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const out = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => ((stdout += String(s)), true));
-  const err = vi.spyOn(process.stderr, 'write').mockImplementation((s: string | Uint8Array) => ((stderr += String(s)), true));
-  try {
-    const code = await main(['node', 'irlens', 'cka', ...args]);
-    return { code, stdout, stderr };
-  } finally {
-    out.mockRestore();
-    err.mockRestore();
-  }
-}
+/** Runs `irlens cka ...args` in-process. */
+const cka = (...args: string[]) => runCli('cka', ...args);
 
 function randn(rng: Rng, rows: number, cols: number): Mat {
   const m = mat(rows, cols);
