@@ -18,6 +18,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import { writeFileAtomic } from '../util/fs';
+import { gatherStrided } from '../util/strided';
 
 export type NpyDtype = 'float32' | 'float64' | 'uint8' | 'int32' | 'int64';
 export type NpyData = Float32Array | Float64Array | Uint8Array | Int32Array | BigInt64Array;
@@ -89,30 +90,15 @@ function parseHeader(text: string, name: string): Header {
 
 /** Reorders Fortran-order (first index fastest) values into C order (last index fastest). */
 function fortranToC<T extends NpyData>(src: T, shape: readonly number[]): T {
-  const rank = shape.length;
-  if (rank <= 1 || src.length === 0) return src;
+  if (shape.length <= 1 || src.length === 0) return src;
+  // Fortran order is the C-order array seen through column-major strides.
   const fStride: number[] = [];
   let s = 1;
-  for (let d = 0; d < rank; d++) {
+  for (const d of shape) {
     fStride.push(s);
-    s *= shape[d];
+    s *= d;
   }
-  const out = new (src.constructor as new (n: number) => T)(src.length);
-  const from = src as unknown as number[];
-  const to = out as unknown as number[];
-  const idx = new Array<number>(rank).fill(0);
-  let offset = 0;
-  for (let k = 0; k < src.length; k++) {
-    to[k] = from[offset];
-    for (let d = rank - 1; d >= 0; d--) {
-      idx[d]++;
-      offset += fStride[d];
-      if (idx[d] < shape[d]) break;
-      offset -= fStride[d] * shape[d];
-      idx[d] = 0;
-    }
-  }
-  return out;
+  return gatherStrided(src, 0, shape, fStride);
 }
 
 /** Parses .npy bytes; `name` is used in error messages. */

@@ -4,28 +4,30 @@
  * body; gray / IMAGE_RANGE 255 / one-step upsampler / 3conv / DEPTH 1 / 4x8 windows), the official test-time
  * padding, task branches, hooks, memory and training steps on wasm.
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/engine/backend';
-import { readNpy, npyToTensor } from '../../src/io/npy';
-import { loadStateDict } from '../../src/models/checkpoint';
-import { disposeCache, hookPoints, resolveHookNames } from '../../src/models/hooks';
+import { hookPoints, resolveHookNames } from '../../src/models/hooks';
 import { withZeroInit } from '../../src/models/module';
-import { createModel, getPreset, listPresets, resolveSpec } from '../../src/models/registry';
-import { loadWeights } from '../../src/models/weights';
+import { createModel, resolveSpec } from '../../src/models/registry';
 import type { EDT } from '../../src/models/edt';
 import '../../src/models/edt';
+import {
+  absSum,
+  expectCachedOutputEqualsForward,
+  expectFamilyPresets,
+  expectFixtureOutput,
+  expectFlatTensorCount,
+  expectPresetConformance,
+  gradientStepCheck,
+  loadFixtureModel,
+  maxAbsDiff,
+  readPresetKeys,
+} from './harness';
 
 const FIX = path.join(__dirname, '..', 'fixtures', 'edt');
-
-interface PresetKeys {
-  config: Record<string, unknown>;
-  params: number;
-  keys: [string, number[]][];
-}
-const KEYS = JSON.parse(fs.readFileSync(path.join(FIX, 'keys.json'), 'utf8')) as Record<string, PresetKeys>;
+const KEYS = readPresetKeys(FIX);
 
 /** architectures.md (EDT table), measured on the official Network; edt-t-multi and tiny ones measured by us. */
 const PUBLISHED: Record<string, number> = {
@@ -74,12 +76,7 @@ beforeAll(async () => {
   await initBackend('wasm');
 });
 
-const npy = (name: string) => npyToTensor(readNpy(path.join(FIX, name)));
 const isMask = (k: string) => /\.attn_mask_[hv]$/.test(k);
-
-function maxAbsDiff(a: tf.Tensor, b: tf.Tensor): number {
-  return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
-}
 
 /** A zero-weight build (no random draws): for counts and key listings of the large presets. */
 function zeroBuild(name: string, config: Record<string, unknown> = {}): EDT {
@@ -90,30 +87,21 @@ function zeroBuild(name: string, config: Record<string, unknown> = {}): EDT {
 async function fixtureModel(name: string): Promise<EDT> {
   const [preset, config] = FIXTURES[name];
   const model = createModel(preset, { config }) as EDT;
-  const { stateDict } = await loadStateDict(path.join(FIX, `${name}.pth`));
-  const report = loadWeights(model, stateDict);
+  const report = await loadFixtureModel(model, path.join(FIX, `${name}.pth`));
   // The fixture keeps one attention-mask buffer: it is recognised and skipped, everything else loads.
   expect(report.skipped.length).toBe(1);
   expect(report.skipped.every(isMask)).toBe(true);
-  expect(report.loaded).toBe(stateDict.size - 1);
   return model;
 }
 
 describe('edt presets', () => {
   it('registers every configuration with its official parameter count', () => {
-    const names = listPresets()
-      .filter((p) => p.family === 'edt')
-      .map((p) => p.name);
-    expect(names.sort()).toEqual(Object.keys(KEYS).sort());
-    for (const [name, n] of Object.entries(PUBLISHED)) expect(getPreset(name)!.officialParams).toBe(n);
+    expectFamilyPresets('edt', Object.keys(KEYS), PUBLISHED);
   });
 
   it.each(Object.keys(KEYS))('%s: parameter count, state_dict keys and shapes equal PyTorch', (name) => {
     const model = zeroBuild(name);
     try {
-      expect(model.numParameters()).toBe(KEYS[name].params);
-      if (name in PUBLISHED) expect(model.numParameters()).toBe(PUBLISHED[name]);
-      expect(getPreset(name)!.officialParams).toBe(KEYS[name].params);
       // The official state_dict also holds attn_mask_h/_v of every shifted (odd) block; the model recomputes them.
       const official = KEYS[name].keys;
       const masks = official.filter(([k]) => isMask(k));
@@ -121,8 +109,11 @@ describe('edt presets', () => {
       const shifted = c.DEPTHS.reduce((s, d) => s + Math.floor(d / 2), 0);
       expect(masks.length).toBe(2 * shifted);
       expect(masks.every(([k]) => model.ignoredStateKeys().some((re) => re.test(k)))).toBe(true);
-      expect(model.stateEntries().map(([k, p]) => [k, p.torchShape])).toEqual(official.filter(([k]) => !isMask(k)));
-      expect({ ...model.config }).toEqual(KEYS[name].config);
+      expectPresetConformance(name, model, KEYS[name], {
+        published: PUBLISHED[name],
+        officialParams: true,
+        keys: official.filter(([k]) => !isMask(k)),
+      });
     } finally {
       model.dispose();
     }
@@ -182,17 +173,9 @@ describe('edt equals PyTorch', () => {
     const before = tf.memory().numTensors;
     try {
       for (const task of model.tasks().map((t) => t.name)) {
-        for (const [inp, out, padded] of [
-          [`${name}_${task}_input.npy`, `${name}_${task}_output.npy`, false],
-          [`${name}_${task}_pad_input.npy`, `${name}_${task}_pad_output.npy`, true],
-        ] as const) {
-          const x = npy(inp);
-          const want = npy(out);
-          const y = padded ? model.restore(x, task) : model.forward(x, task);
-          expect(y.shape, `${task} ${inp}`).toEqual(want.shape);
-          expect(maxAbsDiff(y, want), `${task} ${inp}`).toBeLessThan(1e-4);
-          tf.dispose([x, want, y]);
-        }
+        const [inp, padInp] = [`${name}_${task}_input.npy`, `${name}_${task}_pad_input.npy`];
+        expectFixtureOutput(FIX, inp, `${name}_${task}_output.npy`, (x) => model.forward(x, task), 1e-4, { label: `${task} ${inp}` });
+        expectFixtureOutput(FIX, padInp, `${name}_${task}_pad_output.npy`, (x) => model.restore(x, task), 1e-4, { label: `${task} ${padInp}` });
       }
       expect(tf.memory().numTensors).toBe(before);
     } finally {
@@ -259,14 +242,9 @@ describe('edt hooks, memory and training', () => {
         // The cached tail output is the residual that the model adds to its input.
         const tail = cache.get('tail_dn_g25.2')!;
         expect(tf.tidy(() => maxAbsDiff(tf.sub(output, x), tail))).toBeLessThan(1e-5);
-        const direct = model.forward(x, 'dn-25');
-        expect(maxAbsDiff(direct, output)).toBe(0);
-        tf.dispose([output, direct]);
-        disposeCache(cache);
+        expectCachedOutputEqualsForward({ output, cache }, model.forward(x, 'dn-25'));
       };
-      run();
-      const before = tf.memory().numTensors;
-      for (let i = 0; i < 2; i++) run();
+      const before = expectFlatTensorCount(run, 2);
       const odd = tf.slice(x, [0, 0, 0, 0], [1, 29, 31, 3]) as tf.Tensor4D;
       const y = model.restore(odd, 'sr-x3');
       expect(y.shape).toEqual([1, 87, 93, 3]);
@@ -300,21 +278,12 @@ describe('edt hooks, memory and training', () => {
       // Only the chosen branch's head/tail and the shared body take part in this task's loss.
       const branch = model.branchName(task);
       const used = model.namedParameters().filter(([k]) => k.startsWith('body.') || k.includes(`_${branch}.`));
-      const optimizer = tf.train.sgd(0.01);
-      const before = tf.memory().numTensors;
-      const { value, grads } = tf.variableGrads(loss, used.map(([, p]) => p.variable));
-      const l0 = value.dataSync()[0];
-      expect(Object.keys(grads).length).toBe(used.length);
-      for (const g of Object.values(grads)) expect(Number.isFinite(tf.tidy(() => tf.sum(tf.abs(g)).dataSync()[0]))).toBe(true);
-      for (const key of ['body.layers.1.residual_group.blocks.1.attns.1.lepe.weight', 'body.layers.0.residual_group.blocks.0.mlp.dwconv.weight']) {
-        const v = used.find(([k]) => k === key)![1].variable;
-        expect(tf.tidy(() => tf.sum(tf.abs(grads[v.name])).dataSync()[0]), key).toBeGreaterThan(0);
-      }
-      optimizer.applyGradients(grads);
-      const l1 = tf.tidy(() => loss().dataSync()[0]);
-      expect(l1).toBeLessThan(l0);
-      tf.dispose([value, ...Object.values(grads)]);
-      expect(tf.memory().numTensors).toBe(before);
+      gradientStepCheck(loss, used.map(([, p]) => p.variable), (grads) => {
+        for (const key of ['body.layers.1.residual_group.blocks.1.attns.1.lepe.weight', 'body.layers.0.residual_group.blocks.0.mlp.dwconv.weight']) {
+          const v = used.find(([k]) => k === key)![1].variable;
+          expect(absSum(grads[v.name]), key).toBeGreaterThan(0);
+        }
+      });
     } finally {
       tf.dispose([x, target]);
       model.dispose();

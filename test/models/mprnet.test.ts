@@ -4,27 +4,30 @@
  * test/fixtures/make_mprnet_fixtures.py ({'epoch','state_dict','optimizer'} with 'module.' keys), the official
  * test-time padding, hooks, memory and a training step on wasm.
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/engine/backend';
-import { readNpy, npyToTensor } from '../../src/io/npy';
 import { loadStateDict } from '../../src/models/checkpoint';
-import { disposeCache, hookPoints, resolveHookNames } from '../../src/models/hooks';
-import { createModel, getPreset, listPresets } from '../../src/models/registry';
-import { loadWeights } from '../../src/models/weights';
+import { hookPoints, resolveHookNames } from '../../src/models/hooks';
+import { createModel } from '../../src/models/registry';
 import type { MPRNet } from '../../src/models/mprnet';
 import '../../src/models/mprnet';
+import {
+  expectCachedOutputEqualsForward,
+  expectFamilyPresets,
+  expectFixtureOutput,
+  expectFlatTensorCount,
+  expectPresetConformance,
+  gradientStepCheck,
+  loadFixtureModel,
+  maxAbsDiff,
+  readNpyTensor,
+  readPresetKeys,
+} from './harness';
 
 const FIX = path.join(__dirname, '..', 'fixtures', 'mprnet');
-
-interface PresetKeys {
-  config: Record<string, unknown>;
-  params: number;
-  keys: [string, number[]][];
-}
-const KEYS = JSON.parse(fs.readFileSync(path.join(FIX, 'keys.json'), 'utf8')) as Record<string, PresetKeys>;
+const KEYS = readPresetKeys(FIX);
 
 const PUBLISHED: Record<string, number> = {
   'mprnet-deblur': 20_127_073,
@@ -42,11 +45,7 @@ beforeAll(async () => {
   await initBackend('wasm');
 });
 
-const npy = (name: string) => npyToTensor(readNpy(path.join(FIX, name)));
-
-function maxAbsDiff(a: tf.Tensor, b: tf.Tensor): number {
-  return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
-}
+const npy = (name: string) => readNpyTensor(FIX, name);
 
 function tiny(config: Record<string, unknown> = {}): MPRNet {
   return createModel('mprnet-tiny', { config }) as MPRNet;
@@ -57,31 +56,23 @@ function preluKeys(model: MPRNet): string[] {
   return model.stateEntries().filter(([, p]) => p.variable === model.act.weight).map(([k]) => k);
 }
 
+/** The fixture's checkpoint ({'epoch', 'state_dict', 'optimizer'}) loaded into an mprnet-tiny of its config. */
 async function fixtureModel(name: string): Promise<MPRNet> {
   const model = tiny(FIXTURE_CONFIGS[name]);
-  const { stateDict, source } = await loadStateDict(path.join(FIX, `${name}.pth`));
-  expect(source).toBe('state_dict');
-  const report = loadWeights(model, stateDict);
-  expect(report.loaded).toBe(stateDict.size);
+  const report = await loadFixtureModel(model, path.join(FIX, `${name}.pth`), 'state_dict');
+  expect(report.skipped).toEqual([]);
   return model;
 }
 
 describe('mprnet presets', () => {
   it('registers every published configuration with its official parameter count', () => {
-    const names = listPresets()
-      .filter((p) => p.family === 'mprnet')
-      .map((p) => p.name);
-    expect(names.sort()).toEqual(Object.keys(KEYS).sort());
-    for (const [name, n] of Object.entries(PUBLISHED)) expect(getPreset(name)!.officialParams).toBe(n);
+    expectFamilyPresets('mprnet', Object.keys(KEYS), PUBLISHED);
   });
 
   it.each(Object.keys(KEYS))('%s: parameter count, state_dict keys and shapes equal PyTorch', (name) => {
     const model = createModel(name) as MPRNet;
     try {
-      expect(model.numParameters()).toBe(KEYS[name].params);
-      if (name in PUBLISHED) expect(model.numParameters()).toBe(PUBLISHED[name]);
-      expect(model.stateEntries().map(([k, p]) => [k, p.torchShape])).toEqual(KEYS[name].keys);
-      expect({ ...model.config }).toEqual(KEYS[name].config);
+      expectPresetConformance(name, model, KEYS[name], { published: PUBLISHED[name] });
       // One PReLU parameter, listed under every CAB's body.1 (55 CABs at num_cab 8), counted once.
       const prelu = preluKeys(model);
       const cabs = 3 + 2 * 6 + 2 * 8 + 3 * (model.config.num_cab as number);
@@ -142,12 +133,7 @@ describe('mprnet equals PyTorch', () => {
       expect(maxAbsDiff(y, stages[0])).toBe(0);
       tf.dispose([x, y, ...stages]);
 
-      const xp = npy(`${name}_pad_input.npy`);
-      const wantPadded = npy(`${name}_pad_output.npy`);
-      const restored = model.restore(xp);
-      expect(restored.shape).toEqual(wantPadded.shape);
-      expect(maxAbsDiff(restored, wantPadded)).toBeLessThan(1e-4);
-      tf.dispose([xp, wantPadded, restored]);
+      expectFixtureOutput(FIX, `${name}_pad_input.npy`, `${name}_pad_output.npy`, (xp) => model.restore(xp), 1e-4);
       expect(tf.memory().numTensors).toBe(before);
     } finally {
       model.dispose();
@@ -224,14 +210,9 @@ describe('mprnet hooks, memory and training', () => {
         expect(cache.get('sam12:1')!.shape).toEqual([1, 16, 32, 3]);
         expect(cache.get('shallow_feat1.1.body.1')!.shape).toEqual([1, 32, 32, 12]); // last CAB: orb3
         expect(cache.size).toBe(3 + 2 /* sam23:0,1 */ + 3 + 9 + 2 + 3 + 1);
-        const direct = model.forward(x);
-        expect(maxAbsDiff(direct, output)).toBe(0);
-        tf.dispose([output, direct]);
-        disposeCache(cache);
+        expectCachedOutputEqualsForward({ output, cache }, model.forward(x));
       };
-      run();
-      const before = tf.memory().numTensors;
-      for (let i = 0; i < 3; i++) run();
+      const before = expectFlatTensorCount(run, 3);
       const odd = tf.slice(x, [0, 0, 0, 0], [1, 29, 31, 3]) as tf.Tensor4D;
       const y = model.restore(odd);
       expect(y.shape).toEqual([1, 29, 31, 3]);
@@ -255,19 +236,10 @@ describe('mprnet hooks, memory and training', () => {
     const target = tf.randomUniform([1, 16, 16, 3], 0, 1, 'float32', 6) as tf.Tensor4D;
     try {
       const loss = () => tf.addN(model.forwardStages(x).map((s) => tf.mean(tf.abs(tf.sub(s, target))))) as tf.Scalar;
-      const optimizer = tf.train.sgd(0.01);
-      const before = tf.memory().numTensors;
-      const { value, grads } = tf.variableGrads(loss, model.variables());
-      const l0 = value.dataSync()[0];
-      expect(Object.keys(grads).length).toBe(model.variables().length);
-      for (const g of Object.values(grads)) expect(Number.isFinite(tf.tidy(() => tf.sum(tf.abs(g)).dataSync()[0]))).toBe(true);
-      // The shared PReLU accumulates gradient from every CAB.
-      expect(Math.abs(grads[model.act.weight.name].dataSync()[0])).toBeGreaterThan(0);
-      optimizer.applyGradients(grads);
-      const l1 = tf.tidy(() => loss().dataSync()[0]);
-      expect(l1).toBeLessThan(l0);
-      tf.dispose([value, ...Object.values(grads)]);
-      expect(tf.memory().numTensors).toBe(before);
+      gradientStepCheck(loss, model.variables(), (grads) => {
+        // The shared PReLU accumulates gradient from every CAB.
+        expect(Math.abs(grads[model.act.weight.name].dataSync()[0])).toBeGreaterThan(0);
+      });
     } finally {
       tf.dispose([x, target]);
       model.dispose();

@@ -3,27 +3,30 @@
  * checkpoints written by test/fixtures/make_restormer_fixtures.py (WithBias RGB, BiasFree gray with conv
  * biases, dual pixel), the official test-time padding, hooks, memory and a training step on wasm.
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/engine/backend';
-import { readNpy, npyToTensor } from '../../src/io/npy';
-import { loadStateDict } from '../../src/models/checkpoint';
-import { disposeCache, hookPoints, resolveHookNames } from '../../src/models/hooks';
-import { createModel, getPreset, listPresets } from '../../src/models/registry';
-import { loadWeights } from '../../src/models/weights';
+import { hookPoints, resolveHookNames } from '../../src/models/hooks';
+import { createModel } from '../../src/models/registry';
 import type { RestorationModel } from '../../src/models/model';
 import '../../src/models/restormer';
+import {
+  absSum,
+  expectCachedOutputEqualsForward,
+  expectFamilyPresets,
+  expectFixtureOutput,
+  expectFlatTensorCount,
+  expectPresetConformance,
+  gradientStepCheck,
+  loadFixtureModel,
+  readFixtureJson,
+  readPresetKeys,
+  readNpyTensor,
+} from './harness';
 
 const FIX = path.join(__dirname, '..', 'fixtures', 'restormer');
-
-interface PresetKeys {
-  config: Record<string, unknown>;
-  params: number;
-  keys: [string, number[]][];
-}
-const KEYS = JSON.parse(fs.readFileSync(path.join(FIX, 'keys.json'), 'utf8')) as Record<string, PresetKeys>;
+const KEYS = readPresetKeys(FIX);
 
 const PUBLISHED: Record<string, number> = {
   restormer: 26_126_644,
@@ -53,38 +56,25 @@ beforeAll(async () => {
   await initBackend('wasm');
 });
 
-const npy = (name: string) => npyToTensor(readNpy(path.join(FIX, name)));
+const npy = (name: string) => readNpyTensor(FIX, name);
 
-function maxAbsDiff(a: tf.Tensor, b: tf.Tensor): number {
-  return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
-}
-
+/** The fixture's checkpoint ({'params': state_dict}) loaded into a restormer-tiny of its config. */
 async function fixtureModel(name: string): Promise<RestorationModel> {
   const model = createModel('restormer-tiny', { config: FIXTURE_CONFIGS[name] });
-  const { stateDict, source } = await loadStateDict(path.join(FIX, `${name}.pth`));
-  expect(source).toBe('params');
-  const report = loadWeights(model, stateDict);
-  expect(report.loaded).toBe(stateDict.size);
+  const report = await loadFixtureModel(model, path.join(FIX, `${name}.pth`), 'params');
+  expect(report.skipped).toEqual([]);
   return model;
 }
 
 describe('restormer presets', () => {
   it('registers every published configuration with its official parameter count', () => {
-    const names = listPresets()
-      .filter((p) => p.family === 'restormer')
-      .map((p) => p.name);
-    expect(names.sort()).toEqual(Object.keys(KEYS).sort());
-    for (const [name, n] of Object.entries(PUBLISHED)) expect(getPreset(name)!.officialParams).toBe(n);
+    expectFamilyPresets('restormer', Object.keys(KEYS), PUBLISHED);
   });
 
   it.each(Object.keys(KEYS))('%s: parameter count, state_dict keys and shapes equal PyTorch', (name) => {
     const model = createModel(name);
     try {
-      expect(model.numParameters()).toBe(KEYS[name].params);
-      if (name in PUBLISHED) expect(model.numParameters()).toBe(PUBLISHED[name]);
-      expect(getPreset(name)!.officialParams).toBe(KEYS[name].params);
-      expect(model.stateEntries().map(([k, p]) => [k, p.torchShape])).toEqual(KEYS[name].keys);
-      expect({ ...model.config }).toEqual(KEYS[name].config);
+      expectPresetConformance(name, model, KEYS[name], { published: PUBLISHED[name], officialParams: true });
     } finally {
       model.dispose();
     }
@@ -132,17 +122,8 @@ describe('restormer equals PyTorch', () => {
     const model = await fixtureModel(name);
     const before = tf.memory().numTensors;
     try {
-      for (const [inp, out, padded] of [
-        [`${name}_input.npy`, `${name}_output.npy`, false],
-        [`${name}_pad_input.npy`, `${name}_pad_output.npy`, true],
-      ] as const) {
-        const x = npy(inp);
-        const want = npy(out);
-        const y = padded ? model.restore(x) : model.forward(x);
-        expect(y.shape).toEqual(want.shape);
-        expect(maxAbsDiff(y, want)).toBeLessThan(1e-4);
-        tf.dispose([x, want, y]);
-      }
+      expectFixtureOutput(FIX, `${name}_input.npy`, `${name}_output.npy`, (x) => model.forward(x), 1e-4);
+      expectFixtureOutput(FIX, `${name}_pad_input.npy`, `${name}_pad_output.npy`, (x) => model.restore(x), 1e-4);
       expect(tf.memory().numTensors).toBe(before);
     } finally {
       model.dispose();
@@ -156,7 +137,7 @@ describe('restormer gradients equal PyTorch', () => {
 
   it.each(['tiny', 'tiny_biasfree_gray'])('%s: d sum(forward(x) * r) / d params on wasm', async (name) => {
     const model = await fixtureModel(name);
-    const want = JSON.parse(fs.readFileSync(path.join(FIX, `${name}_grads.json`), 'utf8')) as Record<string, { shape: number[]; data: number[] }>;
+    const want = readFixtureJson<Record<string, { shape: number[]; data: number[] }>>(FIX, `${name}_grads.json`);
     const x = npy(`${name}_input.npy`);
     const r = npy(`${name}_grad_r.npy`);
     try {
@@ -212,14 +193,9 @@ describe('restormer hooks, memory and training', () => {
         expect(cache.get('output')!.shape).toEqual([1, 32, 32, 3]);
         expect(cache.size).toBe(12);
         // The cached refinement output feeds the output conv; the model output adds the image back.
-        const direct = model.forward(x);
-        expect(maxAbsDiff(direct, output)).toBe(0);
-        tf.dispose([output, direct]);
-        disposeCache(cache);
+        expectCachedOutputEqualsForward({ output, cache }, model.forward(x));
       };
-      run();
-      const before = tf.memory().numTensors;
-      for (let i = 0; i < 3; i++) run();
+      const before = expectFlatTensorCount(run, 3);
       const odd = tf.slice(x, [0, 0, 0, 0], [1, 29, 31, 3]) as tf.Tensor4D;
       const y = model.restore(odd);
       expect(y.shape).toEqual([1, 29, 31, 3]);
@@ -241,19 +217,8 @@ describe('restormer hooks, memory and training', () => {
     const target = tf.randomUniform([1, 16, 16, 3], 0, 1, 'float32', 6) as tf.Tensor4D;
     try {
       const loss = () => tf.mean(tf.abs(tf.sub(model.forward(x), target))) as tf.Scalar;
-      const optimizer = tf.train.sgd(0.01);
-      const before = tf.memory().numTensors;
-      const { value, grads } = tf.variableGrads(loss, model.variables());
-      const l0 = value.dataSync()[0];
-      expect(Object.keys(grads).length).toBe(model.variables().length);
-      for (const g of Object.values(grads)) expect(Number.isFinite(tf.tidy(() => tf.sum(tf.abs(g)).dataSync()[0]))).toBe(true);
       const temp = model.namedParameters().find(([k]) => k === 'encoder_level1.0.attn.temperature')![1].variable;
-      expect(tf.tidy(() => tf.sum(tf.abs(grads[temp.name])).dataSync()[0])).toBeGreaterThan(0);
-      optimizer.applyGradients(grads);
-      const l1 = tf.tidy(() => loss().dataSync()[0]);
-      expect(l1).toBeLessThan(l0);
-      tf.dispose([value, ...Object.values(grads)]);
-      expect(tf.memory().numTensors).toBe(before);
+      gradientStepCheck(loss, model.variables(), (grads) => expect(absSum(grads[temp.name])).toBeGreaterThan(0));
     } finally {
       tf.dispose([x, target]);
       model.dispose();

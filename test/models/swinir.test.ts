@@ -4,67 +4,66 @@
  * 255, ape, the small-img_size window rule), the forward's own reflect padding, the test script's flip padding,
  * hooks, memory and a training step on wasm.
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/engine/backend';
-import { npyToTensor, readNpy } from '../../src/io/npy';
-import { loadStateDict } from '../../src/models/checkpoint';
-import { disposeCache, hookPoints, resolveHookNames } from '../../src/models/hooks';
+import { hookPoints, resolveHookNames } from '../../src/models/hooks';
 import type { RestorationModel } from '../../src/models/model';
-import { createModel, getPreset, listPresets } from '../../src/models/registry';
-import { loadWeights } from '../../src/models/weights';
+import { createModel } from '../../src/models/registry';
 import { relativePositionIndex } from '../../src/models/swinir';
+import {
+  absSum,
+  expectCachedOutputEqualsForward,
+  expectFamilyPresets,
+  expectFixtureOutput,
+  expectFlatTensorCount,
+  expectPresetConformance,
+  gradientStepCheck,
+  loadFixtureModel,
+  maxAbsDiff,
+  readPresetKeys,
+  stateShapes,
+  type KeyShapes,
+  type PresetKeys,
+} from './harness';
 
 const FIX = path.join(__dirname, '..', 'fixtures', 'swinir');
 
-interface KeyTable {
-  config: Record<string, unknown>;
-  params: number;
-  keys: [string, number[]][];
+interface KeyTable extends PresetKeys {
   fit?: [number, number];
   odd?: [number, number] | null;
 }
-const TABLE = JSON.parse(fs.readFileSync(path.join(FIX, 'keys.json'), 'utf8')) as {
-  presets: Record<string, KeyTable>;
-  fixtures: Record<string, KeyTable>;
-};
+/** keys.json holds the presets and, separately, the configs the fixture checkpoints were made with. */
+const TABLE = readPresetKeys<{ presets: Record<string, KeyTable>; fixtures: Record<string, KeyTable> }>(FIX);
 
 beforeAll(async () => {
   await initBackend('wasm');
 });
 
-const npy = (name: string) => npyToTensor(readNpy(path.join(FIX, name)));
-
-function maxAbsDiff(a: tf.Tensor, b: tf.Tensor): number {
-  return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
-}
-
 /** The official state_dict entries that irlens loads (buffers it recomputes filtered out). */
-function loadableKeys(model: RestorationModel, keys: [string, number[]][]): [string, number[]][] {
+function loadableKeys(model: RestorationModel, keys: KeyShapes): KeyShapes {
   const ignored = model.ignoredStateKeys();
   return keys.filter(([k]) => !ignored.some((re) => re.test(k)));
 }
 
 describe('swinir presets', () => {
   it('registers every configuration of the table (plus swinir-tiny)', () => {
-    const names = listPresets()
-      .filter((p) => p.family === 'swinir')
-      .map((p) => p.name);
-    expect(names.sort()).toEqual(Object.keys(TABLE.presets).sort());
+    expectFamilyPresets('swinir', Object.keys(TABLE.presets));
   });
 
   it.each(Object.keys(TABLE.presets))('%s: parameter count, state_dict keys and shapes equal PyTorch', (name) => {
     const model = createModel(name);
     try {
       const want = TABLE.presets[name];
-      expect(model.numParameters()).toBe(want.params);
-      if (name !== 'swinir-tiny') expect(getPreset(name)!.officialParams).toBe(want.params);
-      expect(model.stateEntries().map(([k, p]) => [k, p.torchShape])).toEqual(loadableKeys(model, want.keys));
+      // keys.json's configs leave norm_layer out (always nn.LayerNorm here): checked on its own.
       const { norm_layer, ...official } = model.config as unknown as Record<string, unknown>;
       expect(norm_layer).toBe('LayerNorm');
-      expect(official).toEqual(want.config);
+      expectPresetConformance(name, model, want, {
+        officialParams: name !== 'swinir-tiny',
+        keys: loadableKeys(model, want.keys),
+        config: official,
+      });
     } finally {
       model.dispose();
     }
@@ -128,11 +127,9 @@ async function fixtureModel(name: string): Promise<RestorationModel> {
   const entry = TABLE.fixtures[name];
   const model = createModel('swinir', { config: entry.config });
   expect(model.numParameters()).toBe(entry.params);
-  expect(model.stateEntries().map(([k, p]) => [k, p.torchShape])).toEqual(loadableKeys(model, entry.keys));
-  const { stateDict, source } = await loadStateDict(path.join(FIX, `${name}.pth`));
-  expect(source).toBe(entry.config.upsampler === 'nearest+conv' ? 'params_ema' : 'params');
-  const report = loadWeights(model, stateDict);
-  expect(report.loaded + report.skipped.length).toBe(stateDict.size);
+  expect(stateShapes(model)).toEqual(loadableKeys(model, entry.keys));
+  const source = entry.config.upsampler === 'nearest+conv' ? 'params_ema' : 'params';
+  const report = await loadFixtureModel(model, path.join(FIX, `${name}.pth`), source);
   expect(report.skipped.some((k) => k.endsWith('relative_position_index'))).toBe(true);
   return model;
 }
@@ -142,15 +139,8 @@ describe('swinir equals PyTorch', () => {
     const model = await fixtureModel(name);
     const before = tf.memory().numTensors;
     try {
-      const check = (input: string, expected: string, run: (x: tf.Tensor4D) => tf.Tensor4D, clampWant = false) => {
-        const x = npy(input);
-        const raw = npy(expected);
-        const want = clampWant ? tf.clipByValue(raw, 0, 1) : raw;
-        const y = run(x);
-        expect(y.shape).toEqual(want.shape);
-        expect(maxAbsDiff(y, want), `${name} ${expected}`).toBeLessThan(1e-4);
-        tf.dispose([x, raw, want, y]);
-      };
+      const check = (input: string, expected: string, run: (x: tf.Tensor4D) => tf.Tensor4D, clampExpected = false) =>
+        expectFixtureOutput(FIX, input, expected, run, 1e-4, { clampExpected, label: `${name} ${expected}` });
       check(`${name}_in.npy`, `${name}_out.npy`, (x) => model.forward(x));
       // An input that fits runs through restore() exactly like the official forward (then clamped).
       check(`${name}_in.npy`, `${name}_out.npy`, (x) => model.restore(x), true);
@@ -216,14 +206,9 @@ describe('swinir hooks, memory and training', () => {
         expect(cache.get('conv_first')!.shape).toEqual([1, 32, 24, 12]);
         expect(cache.get('upsample')!.shape).toEqual([1, 64, 48, 64]);
         expect(cache.size).toBe(2 + 4 + 3);
-        const direct = model.forward(x);
-        expect(maxAbsDiff(direct, output)).toBe(0);
-        tf.dispose([output, direct]);
-        disposeCache(cache);
+        expectCachedOutputEqualsForward({ output, cache }, model.forward(x));
       };
-      run();
-      const before = tf.memory().numTensors;
-      for (let i = 0; i < 2; i++) run();
+      const before = expectFlatTensorCount(run, 2);
       const ablated = model.runWithHooks(x, { 'layers.1.residual_group.blocks.0.attn': (t) => tf.zerosLike(t) });
       const plain = model.forward(x);
       expect(maxAbsDiff(ablated, plain)).toBeGreaterThan(1e-6);
@@ -248,19 +233,8 @@ describe('swinir hooks, memory and training', () => {
     const target = tf.randomUniform([1, 32, 32, 3], 0, 1, 'float32', 6) as tf.Tensor4D;
     try {
       const loss = () => tf.mean(tf.abs(tf.sub(model.forward(x), target))) as tf.Scalar;
-      const optimizer = tf.train.sgd(0.01);
-      const before = tf.memory().numTensors;
-      const { value, grads } = tf.variableGrads(loss, model.variables());
-      const l0 = value.dataSync()[0];
-      expect(Object.keys(grads).length).toBe(model.variables().length);
-      for (const g of Object.values(grads)) expect(Number.isFinite(tf.tidy(() => tf.sum(tf.abs(g)).dataSync()[0]))).toBe(true);
       const table = model.namedParameters().find(([k]) => k === 'layers.0.residual_group.blocks.1.attn.relative_position_bias_table')![1];
-      expect(tf.tidy(() => tf.sum(tf.abs(grads[table.variable.name])).dataSync()[0])).toBeGreaterThan(0);
-      optimizer.applyGradients(grads);
-      const l1 = tf.tidy(() => loss().dataSync()[0]);
-      expect(l1).toBeLessThan(l0);
-      tf.dispose([value, ...Object.values(grads)]);
-      expect(tf.memory().numTensors).toBe(before);
+      gradientStepCheck(loss, model.variables(), (grads) => expect(absSum(grads[table.variable.name])).toBeGreaterThan(0));
     } finally {
       tf.dispose([x, target]);
       model.dispose();

@@ -222,44 +222,5 @@ export function encodeElements(data: TensorData, dtype: TensorDType): Uint8Array
   }
 }
 
-/**
- * Materialises the view (offset, shape, stride) of a decoded storage as a fresh row-major array.
- * The caller has checked that every index lies inside the storage.
- */
-export function gatherStrided(storage: TensorData, offset: number, shape: number[], stride: number[]): TensorData {
-  const numel = numelOf(shape);
-  const Ctor = storage.constructor as { new (n: number): TensorData };
-  const out = new Ctor(numel);
-  if (numel === 0) return out;
-  if (isContiguous(shape, stride)) {
-    (out as Float32Array).set((storage as Float32Array).subarray(offset, offset + numel));
-    return out;
-  }
-  // Odometer over the index tuple: no per-element division, works for any rank.
-  const rank = shape.length;
-  const idx = new Array<number>(rank).fill(0);
-  let src = offset;
-  const o = out as Float32Array;
-  const s = storage as Float32Array;
-  for (let i = 0; i < numel; i++) {
-    o[i] = s[src];
-    for (let d = rank - 1; d >= 0; d--) {
-      idx[d]++;
-      src += stride[d];
-      if (idx[d] < shape[d]) break;
-      src -= stride[d] * shape[d];
-      idx[d] = 0;
-    }
-  }
-  return out;
-}
-
-/** Row-major contiguity, ignoring the strides of size-1 dimensions (as PyTorch does). */
-export function isContiguous(shape: number[], stride: number[]): boolean {
-  let expected = 1;
-  for (let d = shape.length - 1; d >= 0; d--) {
-    if (shape[d] !== 1 && stride[d] !== expected) return false;
-    expected *= shape[d];
-  }
-  return true;
-}
+// Strided views (torch.ts rebuilds every tensor from storage, offset, shape and stride).
+export { gatherStrided, isContiguous } from '../../util/strided';
