@@ -21,7 +21,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { ImageF32 } from '../io/types';
-import { centerCrop, convertChannels } from '../io/image';
+import { centerCrop, convertChannels, imageToTensor } from '../io/image';
 import type { RestorationModel, TaskSpec } from '../models/model';
 import { compilePatterns, type HookFn } from '../models/hooks';
 import { parseDegradation, type Degradation } from '../pretrain/degradations';
@@ -356,15 +356,7 @@ async function modelInputs(side: Side, crops: NamedImage[], firstIndex: number, 
   const odd = lqs.findIndex((l) => l.height !== h || l.width !== w);
   if (odd >= 0)
     throw new Error(`${WHERE}: image '${crops[odd].name}' is ${crops[odd].image.height}x${crops[odd].image.width} but others are not; give a crop size (--size) so every image has one size`);
-  return imageTensor(lqs);
-}
-
-function imageTensor(images: ImageF32[]): tf.Tensor4D {
-  const { height, width, channels } = images[0];
-  const size = height * width * channels;
-  const data = new Float32Array(size * images.length);
-  images.forEach((img, i) => data.set(img.data, i * size));
-  return tf.tensor4d(data, [images.length, height, width, channels], 'float32');
+  return imageToTensor(lqs);
 }
 
 function crop(item: NamedImage, size: [number, number] | undefined): NamedImage {

@@ -21,7 +21,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { ImageF32 } from '../io/types';
-import { centerCrop, cropImage, readImage, type Channels } from '../io/image';
+import { centerCrop, cropImage, imageToTensor, readImage, type Channels } from '../io/image';
 import { listImages } from '../io/folder';
 import { loadBuiltinImages } from '../io/builtin';
 import type { TaskSpec } from '../models/model';
@@ -374,14 +374,6 @@ export interface Batch {
   gt: tf.Tensor4D;
 }
 
-function stack(images: ImageF32[]): tf.Tensor4D {
-  const { height, width, channels } = images[0];
-  const size = height * width * channels;
-  const data = new Float32Array(size * images.length);
-  images.forEach((img, i) => data.set(img.data, i * size));
-  return tf.tensor4d(data, [images.length, height, width, channels], 'float32');
-}
-
 /**
  * Draws batches: items in a fresh random order each epoch (like a shuffling DataLoader), one patch per item,
  * augmented. Counter-based randomness: epoch e's order comes from an Rng seeded by (seed, e) and sample i's
@@ -439,7 +431,7 @@ export class PatchSampler {
   /** The next batch as NHWC tensors (the caller disposes them). */
   async nextBatch(task: TaskSpec, batch: number, patch: number): Promise<Batch> {
     const pairs = await this.nextPairs(task, batch, patch);
-    return { task: task.name, lq: stack(pairs.map((p) => p.lq)), gt: stack(pairs.map((p) => p.gt)) };
+    return { task: task.name, lq: imageToTensor(pairs.map((p) => p.lq)), gt: imageToTensor(pairs.map((p) => p.gt)) };
   }
 
   state(): SamplerState {
