@@ -68,8 +68,11 @@ export async function loadModelSpec(spec: string, opts: SpecOptions = {}): Promi
   }
 }
 
+/** A short label for a weights file; run directories hold `model.safetensors`, so those take the folder's name. */
 function baseName(file: string): string {
-  return file.replace(/^.*[\\/]/, '').replace(/\.(pth|pt|safetensors|ckpt)$/i, '');
+  const parts = file.split(/[\\/]/).filter((p) => p !== '');
+  const stem = (parts.pop() ?? file).replace(/\.(pth|pt|safetensors|ckpt)$/i, '');
+  return stem === 'model' && parts.length ? parts[parts.length - 1] : stem;
 }
 
 async function loadWeightsFile(model: RestorationModel, file: string, opts: SpecOptions) {
