@@ -308,7 +308,8 @@ class CSwinTransformerBlock extends Module {
       const map = tf.reshape(x, [b, h, w, c]);
       const qkv = tf.reshape(this.qkv.call<tf.Tensor>(this.norm1.call<tf.Tensor>(map)), [b * h * w, 3, c]);
       // Each half as [3*B, H, W, C/2] (q, k, v stacked along the batch). Rank <= 4 throughout: the wasm
-      // backend slices and concatenates 5-D tensors ~50x slower than 4-D ones.
+      // backend transposes 5-D tensors on a generic path ~20x slower than 4-D ones (its stock slices were
+      // 5-D-slow too; irlens's heap-copy Slice kernel is not).
       const halfQkv = (i: number) => {
         const t = tf.transpose(tf.slice(qkv, [0, 0, (i * c) / 2], [-1, 3, c / 2]), [1, 0, 2]);
         return tf.reshape(t, [3 * b, h, w, c / 2]);

@@ -172,9 +172,14 @@ class WindowAttention extends Module {
       const [bw, n, c] = x.shape;
       const heads = this.numHeads;
       const d = Math.floor(c / heads);
-      // [B*nW, N, 3, heads, d] -> [3, B*nW, heads, N, d]; every batched matMul below has rank 3 on both sides.
-      const qkv = tf.transpose(tf.reshape(this.qkv.call<tf.Tensor>(x), [bw, n, 3, heads, d]), [2, 0, 3, 1, 4]);
-      const [q, k, v] = tf.unstack(qkv, 0).map((t) => tf.reshape(t, [bw * heads, n, d]));
+      // [B*nW*N, 3, C] -> [3, B*nW*N, C] -> q, k, v -> [B*nW*heads, N, d]; every batched matMul below has rank 3
+      // on both sides. Two transposes of rank <= 4: the single rank-5 one ([B*nW, N, 3, heads, d] ->
+      // [3, B*nW, heads, N, d]) takes the wasm backend's generic N-D path, ~20x slower. Splitting the leading
+      // axis copies three contiguous blocks (splitting the channels would copy B*nW*N short rows).
+      const qkv = tf.transpose(tf.reshape(this.qkv.call<tf.Tensor>(x), [bw * n, 3, c]), [1, 0, 2]);
+      const [q, k, v] = tf
+        .split(qkv, 3, 0)
+        .map((t) => tf.reshape(tf.transpose(tf.reshape(t, [bw, n, heads, d]), [0, 2, 1, 3]), [bw * heads, n, d]));
       const logits = tf.matMul(tf.mul(q, this.scale), k, false, true); // [B*nW*heads, N, N]
       let attn: tf.Tensor = tf.add(tf.reshape(logits, [bw, heads, n, n]), this.relativeBias());
       if (mask) {

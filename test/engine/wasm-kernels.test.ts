@@ -3,7 +3,8 @@
  * models train through (grad on wasm vs grad on cpu).
  *
  * Tolerance: max |wasm - cpu| <= 1e-4 * max(1, max |cpu|) per output (float32 sums in a different order;
- * observed: at most 4e-7 of the magnitude). UnsortedSegmentSum must match exactly.
+ * observed: at most 5e-7 of the magnitude). UnsortedSegmentSum, Slice, SplitV and Unpack (copies) must match
+ * exactly.
  *
  * Where the cpu backend itself is wrong, the reference is built independently: its depthwise backprop kernels
  * ignore `dilations` (reference: the zero-expanded filter at dilation 1), and its ResizeBilinearGrad /
@@ -270,6 +271,84 @@ describe('wasm training kernels vs cpu', () => {
     for (const [as, bs, transposeA, transposeB] of cases) {
       const label = `${as} x ${bs} tA=${transposeA} tB=${transposeB}`;
       await compareKernel('BatchMatMul', { a: randomHost(as), b: randomHost(bs) }, { transposeA, transposeB }, label);
+    }
+  });
+
+  it('BatchMatMul (replaced: batches large enough for the grouped convolution)', async () => {
+    // batch * m * k * n >= 2^17 takes the grouped route; window-attention-like shapes, every transpose flag.
+    const cases: [number[], number[], boolean, boolean][] = [
+      [[6, 24, 30], [6, 30, 40], false, false],
+      [[6, 24, 30], [6, 40, 30], false, true], // q k^T
+      [[6, 30, 24], [6, 30, 40], true, false],
+      [[6, 30, 24], [6, 40, 30], true, true],
+      [[2, 3, 24, 16], [2, 3, 16, 72], false, false], // rank 4: [windows, heads, N, d]
+      [[2, 3, 72, 16], [2, 3, 72, 16], false, true],
+      [[2, 24, 300], [2, 300, 24], false, false], // long k (Restormer's channel attention)
+      [[40, 12, 12], [40, 12, 12], false, true],
+    ];
+    for (const [as, bs, transposeA, transposeB] of cases) {
+      const label = `grouped ${as} x ${bs} tA=${transposeA} tB=${transposeB}`;
+      await compareKernel('BatchMatMul', { a: randomHost(as), b: randomHost(bs) }, { transposeA, transposeB }, label);
+    }
+    // The route is taken: the product runs as a depthwise convolution inside the BatchMatMul kernel.
+    await tf.setBackend('wasm');
+    const [a, b] = [tf.ones([6, 24, 30]), tf.ones([6, 30, 40])];
+    const prof = await tf.profile(() => tf.matMul(a, b));
+    expect(prof.kernelNames).toContain('DepthwiseConv2dNative');
+    tf.dispose([a, b, prof.result as tf.Tensor]);
+  });
+
+  it('Slice, SplitV and Unpack (replaced: copies inside the wasm heap) equal cpu exactly', async () => {
+    const intHost = (shape: number[]): HostTensor => ({ ...randomHost(shape), values: randomHost(shape).values.map((v) => Math.round(v * 1000)), dtype: 'int32' });
+    const slices: [HostTensor, number[], number[]][] = [
+      [randomHost([7]), [2], [4]],
+      [randomHost([5, 6]), [1, 0], [3, 6]], // contiguous rows
+      [randomHost([5, 6]), [1, 2], [3, -1]],
+      [randomHost([4, 3, 10]), [0, 0, 5], [-1, -1, 5]], // a channel half (EDT's qkv halves)
+      [randomHost([3, 4, 5, 6]), [1, 1, 2, 0], [2, 2, 3, 6]],
+      [randomHost([3, 4, 5, 6]), [0, 0, 0, 0], [3, 4, 5, 6]], // everything
+      [randomHost([2, 3, 4, 5, 6]), [1, 0, 1, 2, 3], [1, 3, 2, 2, 3]], // rank 5
+      [randomHost([2, 3, 2, 3, 2, 4]), [0, 1, 0, 1, 1, 0], [2, 2, 2, 1, 1, 4]], // rank 6
+      [randomHost([4, 5]), [2, 1], [0, 3]], // empty
+      [intHost([4, 6, 5]), [1, 2, 1], [2, 3, 3]],
+    ];
+    const exact = (got: HostTensor, want: HostTensor, label: string) => {
+      expect(got.shape, `${label}: shape`).toEqual(want.shape);
+      expect(got.dtype, `${label}: dtype`).toBe(want.dtype);
+      expect(got.values, label).toEqual(want.values);
+    };
+    const both = async (inputs: HostTensor[], f: (...ts: tf.Tensor[]) => tf.Tensor[], label: string) => {
+      const want = await onBackend('cpu', inputs, f);
+      const got = await onBackend('wasm', inputs, f);
+      expect(got.length, label).toBe(want.length);
+      want.forEach((w, i) => exact(got[i], w, `${label} output ${i}`));
+    };
+    for (const [x, begin, size] of slices)
+      await both([x], (t) => [tf.slice(t, begin, size)], `slice ${x.shape} begin ${begin} size ${size}`);
+    const splits: [number[], number[] | number, number][] = [
+      [[3, 4, 5, 6], 3, 0], // q/k/v stacked along the batch
+      [[3, 4, 5, 6], [1, 3, 2], 3],
+      [[3, 4, 5, 6], [2, -1], -2],
+      [[2, 3, 4, 5, 6], [1, 2], 1],
+      [[12, 30], 2, 1],
+    ];
+    for (const [shape, sizes, axis] of splits)
+      await both([randomHost(shape)], (t) => tf.split(t, sizes, axis), `split ${shape} ${JSON.stringify(sizes)} axis ${axis}`);
+    for (const [shape, axis] of [[[3, 4, 5], 0], [[2, 3, 4, 5, 6], 2], [[4, 5, 3], -1]] as [number[], number][])
+      await both([randomHost(shape)], (t) => tf.unstack(t, axis), `unstack ${shape} axis ${axis}`);
+    await both([intHost([3, 5, 2])], (t) => tf.unstack(t, 1), 'unstack int32');
+    // bool and string tensors (string data lives outside the wasm heap: the stock kernel handles it).
+    for (const backend of ['cpu', 'wasm']) {
+      await tf.setBackend(backend);
+      const before = tf.memory().numTensors;
+      tf.tidy(() => {
+        const b = tf.tensor2d([[true, false, true], [false, false, true]], [2, 3], 'bool');
+        expect(Array.from(tf.slice(b, [0, 1], [2, 2]).dataSync()), `bool slice on ${backend}`).toEqual([0, 1, 0, 1]);
+        expect(tf.split(b, [1, 2], 1).map((t) => Array.from(t.dataSync())), `bool split on ${backend}`).toEqual([[1, 0], [0, 1, 0, 1]]);
+        const str = tf.tensor1d(['a', 'bb', 'c', 'dd']);
+        expect(tf.slice(str, [1], [2]).arraySync(), `string slice on ${backend}`).toEqual(['bb', 'c']);
+      });
+      expect(tf.memory().numTensors).toBe(before);
     }
   });
 });
