@@ -11,6 +11,7 @@ import '../models';
 import { parseConfigJson } from '../models/spec';
 import { resolveSpec } from '../models/registry';
 import { startBackend, parseNonNegativeInt, parsePositiveInt } from './common';
+import { studyCommand } from './pretrain-study';
 import {
   DEFAULT_OPTIMIZER,
   LOSS_NAMES,
@@ -309,6 +310,7 @@ export function pretrainCommand(): Command {
   ).action(async (_o: unknown, c: Command) => action('finetune', c));
   cmd.addCommand(train);
   cmd.addCommand(finetune);
+  cmd.addCommand(studyCommand()); // `pretrain study` (src/cli/pretrain-study.ts)
   return cmd;
 }
 

@@ -6,3 +6,5 @@ export * from './optim';
 export * from './multitask';
 export * from './train-checkpoint';
 export * from './trainer';
+export * from './study';
+export * from './study-report';

@@ -50,8 +50,9 @@ export class AdamOptimizer {
     this.slots = params.map(([name, param]) => ({
       name,
       param,
-      expAvg: tf.variable(tf.zerosLike(param), false),
-      expAvgSq: tf.variable(tf.zerosLike(param), false),
+      // tidy: tf.variable keeps the zeros' data but not the tensor object, which would otherwise leak.
+      expAvg: tf.tidy(() => tf.variable(tf.zerosLike(param), false)),
+      expAvgSq: tf.tidy(() => tf.variable(tf.zerosLike(param), false)),
       step: 0,
     }));
     for (const s of this.slots) {

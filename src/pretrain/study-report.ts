@@ -1,0 +1,373 @@
+/**
+ * The pre-training study's report: <base>.json (every number: config, split, runs, per-seed results, curves, CKA,
+ * provenance) and <base>.html (self-contained: plotly inlined from node_modules, no network). Both are rendered in
+ * memory first and then written atomically; the HTML fragments are exported for notebooks (tslab.display.html).
+ */
+import * as fs from 'node:fs';
+import { ckaHeatmapHtml } from '../analysis/report/cka-report';
+import { escapeHtml, htmlPage, inlineScript, jsonForScript, keyValueTable, plotlyBundle, table } from '../analysis/report/html';
+import { writeFileAtomic } from '../util/fs';
+import type { StudyArmSummary, StudyCurve, StudyArm, StudyResult } from './study';
+
+const ARM_COLORS: Record<string, string> = {
+  scratch: '#444444',
+  single: '#1f77b4',
+  related: '#2ca02c',
+  unrelated: '#d62728',
+  'scratch (other seed)': '#999999',
+};
+
+const ARM_TEXT: Record<StudyArm, string> = {
+  scratch: 'scratch (target only, pre-train + fine-tune steps)',
+  single: 'single-task pre-training',
+  related: 'related multi-task pre-training',
+  unrelated: 'unrelated multi-task pre-training',
+};
+
+const pm = (s: { mean: number; std: number; n: number }, digits: number) => `${s.mean.toFixed(digits)} ± ${s.std.toFixed(digits)}`;
+const signed = (s: { mean: number; std: number }, digits: number) => `${s.mean >= 0 ? '+' : ''}${s.mean.toFixed(digits)} ± ${s.std.toFixed(digits)}`;
+const secs = (v: number) => (v >= 90 ? `${(v / 60).toFixed(1)} min` : `${v.toFixed(1)} s`);
+
+let plotCount = 0;
+function newId(prefix: string): string {
+  return `${prefix}-${Date.now().toString(36)}-${plotCount++}`;
+}
+
+/** A <div> and the inline script that draws `traces` into it (plotly must be loaded before the script runs). */
+function plot(traces: unknown[], layout: Record<string, unknown>, height = 380): string {
+  const id = newId('irlens-study');
+  const code = `Plotly.newPlot(${jsonForScript(id)}, ${jsonForScript(traces)}, ${jsonForScript({ height, margin: { t: 50 }, ...layout })}, { responsive: true, displaylogo: false });`;
+  return `<div id="${escapeHtml(id)}" style="width:100%"></div>\n${inlineScript(code)}`;
+}
+
+function withPlotly(html: string, include: boolean | undefined): string {
+  return include === false ? html : `${inlineScript(plotlyBundle().source)}\n${html}`;
+}
+
+export interface FragmentOptions {
+  /** Include plotly.js inline (default true; leave it out when the page already has it). */
+  plotly?: boolean;
+}
+
+// ---------------------------------------------------------------------------------------------- table
+
+function summaryFor(r: StudyResult, target: string, arm: StudyArm): StudyArmSummary | undefined {
+  return r.summary.find((s) => s.target === target && s.arm === arm);
+}
+
+/** PSNR/SSIM per arm (rows) and target (column groups): mean ± std over seeds, paired difference to scratch. */
+export function studyTableHtml(r: StudyResult): string {
+  const header = ['arm', ...r.config.targets.flatMap((t) => [`${t} PSNR (dB)`, `${t} Δ vs scratch (dB)`, `${t} SSIM`])];
+  const rows = r.config.arms.map((arm) => [
+    ARM_TEXT[arm],
+    ...r.config.targets.flatMap((t) => {
+      const s = summaryFor(r, t, arm);
+      if (!s) return ['—', '—', '—'];
+      return [pm(s.psnr, 2), s.deltaPsnr ? signed(s.deltaPsnr, 2) : '(reference)', pm(s.ssim, 4)];
+    }),
+  ]);
+  rows.push([
+    'no network (bicubic upscaling for SR, the degraded input otherwise)',
+    ...r.config.targets.flatMap((t) => {
+      const b = r.baselines?.find((x) => x.target === t);
+      return b ? [b.psnr.toFixed(2), '', b.ssim.toFixed(4)] : ['—', '', '—'];
+    }),
+  ]);
+  const n = r.config.seeds.length;
+  const perSeed = table(
+    ['target', 'arm', 'seed', 'PSNR (dB)', 'SSIM', ...r.split.eval.map((e) => `PSNR ${e}`)],
+    r.results.map((x) => [x.target, x.arm, String(x.seed), x.psnr.toFixed(3), x.ssim.toFixed(4), ...x.perImage.map((p) => p.psnr.toFixed(2))]),
+  );
+  return [
+    table(header, rows, `Held-out PSNR / SSIM, mean ± std over ${n} seed${n > 1 ? 's' : ''} (Δ: paired difference to scratch of the same seed)`),
+    `<details><summary>Per seed and per held-out image</summary>\n${perSeed}\n</details>`,
+  ].join('\n');
+}
+
+// --------------------------------------------------------------------------------------------- curves
+
+/** Mean over seeds of points that share a step. */
+function meanByStep(series: [number, number][][]): { x: number[]; y: number[]; sd: number[] } {
+  const acc = new Map<number, number[]>();
+  for (const s of series) for (const [x, y] of s) acc.set(Math.round(x * 1000) / 1000, [...(acc.get(Math.round(x * 1000) / 1000) ?? []), y]);
+  const xs = [...acc.keys()].sort((a, b) => a - b);
+  const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
+  const sd = (v: number[]) => (v.length > 1 ? Math.sqrt(v.reduce((a, b) => a + (b - mean(v)) ** 2, 0) / (v.length - 1)) : 0);
+  return { x: xs, y: xs.map((x) => mean(acc.get(x)!)), sd: xs.map((x) => sd(acc.get(x)!)) };
+}
+
+function curvesFor(r: StudyResult, target: string): { arm: StudyArm; curves: StudyCurve[] }[] {
+  return r.config.arms.map((arm) => ({ arm, curves: r.curves.filter((c) => c.target === target && c.arm === arm) })).filter((g) => g.curves.length > 0);
+}
+
+/** Training loss and held-out PSNR against the step, one line per arm (mean over seeds), per target. */
+export function studyCurvesHtml(r: StudyResult, opts: FragmentOptions = {}): string {
+  const parts: string[] = [];
+  const sw = r.config.stepsPretrain;
+  const switchLine = { type: 'line', x0: sw, x1: sw, yref: 'paper', y0: 0, y1: 1, line: { dash: 'dot', color: '#888', width: 1 } };
+  const switchNote = { x: sw, yref: 'paper', y: 1.02, text: 'pre-training → fine-tuning', showarrow: false, font: { size: 10, color: '#666' } };
+  for (const target of r.config.targets) {
+    const groups = curvesFor(r, target);
+    const loss = groups.map(({ arm, curves }) => {
+      const m = meanByStep(curves.map((c) => c.loss));
+      return { type: 'scatter', mode: 'lines', name: arm, x: m.x, y: m.y, line: { color: ARM_COLORS[arm], width: 1.5 } };
+    });
+    const psnr = groups.map(({ arm, curves }) => {
+      const m = meanByStep(curves.map((c) => c.psnr));
+      return {
+        type: 'scatter',
+        mode: 'lines+markers',
+        name: arm,
+        x: m.x,
+        y: m.y,
+        error_y: { type: 'data', array: m.sd, visible: r.config.seeds.length > 1, thickness: 1, width: 2 },
+        line: { color: ARM_COLORS[arm], width: 1.5 },
+        marker: { size: 4 },
+      };
+    });
+    parts.push(
+      `<h3>${escapeHtml(target)}</h3>`,
+      plot(loss, {
+        title: { text: escapeHtml(`${target}: training L1 loss of the target's batches (binned, mean over seeds)`) },
+        xaxis: { title: { text: 'step (pre-trained arms: pre-training, then fine-tuning)' } },
+        yaxis: { title: { text: 'L1 loss' }, type: 'log' },
+        shapes: [switchLine],
+        annotations: [switchNote],
+      }),
+      plot(psnr, {
+        title: { text: escapeHtml(`${target}: held-out PSNR during training (mean ± std over seeds)`) },
+        xaxis: { title: { text: 'step' } },
+        yaxis: { title: { text: 'PSNR (dB)' } },
+        shapes: [switchLine],
+        annotations: [switchNote],
+      }),
+    );
+  }
+  return withPlotly(parts.join('\n'), opts.plotly);
+}
+
+// ------------------------------------------------------------------------------------------------ CKA
+
+/** Per-layer CKA of each fine-tuned arm with the scratch model of the same target (and the seed-to-seed baseline). */
+export function studyLayerCkaHtml(r: StudyResult, opts: FragmentOptions = {}): string {
+  if (!r.cka) return '<p class="note">CKA was not computed (--no-cka).</p>';
+  const parts: string[] = [];
+  for (const target of r.config.targets) {
+    const curves = r.cka.perLayer.filter((c) => c.target === target);
+    if (curves.length === 0) continue;
+    const traces = curves.map((c) => ({
+      type: 'scatter',
+      mode: 'lines+markers',
+      name: c.label === 'scratch (other seed)' ? 'scratch, other seed (baseline)' : `${c.label} vs scratch`,
+      x: c.layers,
+      y: c.mean,
+      error_y: { type: 'data', array: c.std.map((v) => v ?? 0), visible: r.config.seeds.length > 1, thickness: 1, width: 2 },
+      line: { color: ARM_COLORS[c.label] ?? '#000', dash: c.label === 'scratch (other seed)' ? 'dash' : 'solid', width: 1.5 },
+      marker: { size: 5 },
+    }));
+    parts.push(
+      plot(
+        traces,
+        {
+          title: { text: escapeHtml(`${target}: CKA of each layer with the same layer of the scratch model (mean ± std over seeds)`) },
+          xaxis: { title: { text: 'layer (execution order: input side → output side)' }, type: 'category', tickangle: -40, automargin: true },
+          yaxis: { title: { text: 'CKA' }, range: [Math.min(0, ...curves.flatMap((c) => c.mean.filter((v): v is number => v !== null))) - 0.05, 1.05] },
+        },
+        420,
+      ),
+    );
+  }
+  return withPlotly(parts.join('\n'), opts.plotly);
+}
+
+/** Layer x layer CKA maps of the SR model (rows) against the denoising model (columns), one per arm. */
+export function studyCkaMapsHtml(r: StudyResult, opts: FragmentOptions = {}): string {
+  if (!r.cka) return '<p class="note">CKA was not computed (--no-cka).</p>';
+  if (r.cka.maps.length === 0) return `<p class="note">${escapeHtml(r.cka.note ?? 'no maps')}</p>`;
+  const parts = r.cka.maps.map(
+    (m) => `<h3>${escapeHtml(`${ARM_TEXT[m.arm]}: ${m.srTarget} model (rows) vs ${m.dnTarget} model (columns)`)}</h3>\n${ckaHeatmapHtml(m.mean, { plotly: false })}`,
+  );
+  return withPlotly(parts.join('\n'), opts.plotly);
+}
+
+/** Each scratch model against itself, layer x layer (the representation structure of an SR and a denoising network). */
+export function studySelfCkaHtml(r: StudyResult, opts: FragmentOptions = {}): string {
+  if (!r.cka) return '<p class="note">CKA was not computed (--no-cka).</p>';
+  const parts = (r.cka.selfMaps ?? []).map(
+    (m) => `<h3>${escapeHtml(`scratch ${m.target} model against itself`)}</h3>\n${ckaHeatmapHtml(m.mean, { plotly: false })}`,
+  );
+  return withPlotly(parts.join('\n'), opts.plotly);
+}
+
+// --------------------------------------------------------------------------------------------- page
+
+function ckaObservations(r: StudyResult): string[] {
+  if (!r.cka) return [];
+  const out: string[] = [];
+  for (const m of r.cka.selfMaps ?? [])
+    if (m.bodyMixing !== null)
+      out.push(
+        `scratch ${m.target}: CKA between the body's input (${m.mean.layersA[0]}) and its output (${m.mean.layersA[m.mean.layersA.length - 2]}) is ${m.bodyMixing.toFixed(2)}` +
+          (m.bodyMixing >= 0.9
+            ? ' — the body changes its input little (its residual branches are still small after so few steps), so all body layers carry nearly the same representation and the per-layer curves are flat across the body; the differences are set at the head and the tail.'
+            : '.'),
+      );
+  for (const target of r.config.targets) {
+    const curves = r.cka.perLayer.filter((c) => c.target === target);
+    for (const c of curves) {
+      const vals = c.mean.filter((v): v is number => v !== null);
+      if (vals.length < 2) continue;
+      const half = Math.floor(vals.length / 2);
+      const lo = vals.slice(0, half);
+      const hi = vals.slice(half);
+      const avg = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
+      out.push(
+        `${target}, ${c.label === 'scratch (other seed)' ? 'scratch of another seed' : c.label} vs scratch: mean CKA ${avg(lo).toFixed(2)} over the first ${lo.length} layers, ` +
+          `${avg(hi).toFixed(2)} over the last ${hi.length}; lowest ${Math.min(...vals).toFixed(2)} at ${c.layers[c.mean.indexOf(Math.min(...vals))]}`,
+      );
+    }
+  }
+  return out;
+}
+
+/** One line per target: scratch against the no-network baseline, and each pre-trained arm against scratch. */
+export function studyHeadlines(r: StudyResult): string[] {
+  return r.config.targets.map((t) => {
+    const scratch = summaryFor(r, t, 'scratch');
+    const base = r.baselines?.find((b) => b.target === t);
+    const arms = r.config.arms
+      .filter((a) => a !== 'scratch')
+      .map((a) => summaryFor(r, t, a))
+      .filter((s): s is StudyArmSummary => !!s?.deltaPsnr)
+      .map((s) => {
+        const d = s.deltaPsnr!;
+        const clear = r.config.seeds.length > 1 && Math.abs(d.mean) > 2 * d.std;
+        return `${s.arm} ${signed(d, 2)} dB${r.config.seeds.length > 1 ? (clear ? '' : ' (within 2 std)') : ''}`;
+      });
+    return (
+      `${t}: scratch ${scratch ? pm(scratch.psnr, 2) : '—'} dB` +
+      (base ? ` (no network: ${base.psnr.toFixed(2)} dB)` : '') +
+      `; pre-trained vs scratch: ${arms.join(', ')}`
+    );
+  });
+}
+
+/** The self-contained HTML report. */
+export function studyHtml(r: StudyResult): string {
+  const c = r.config;
+  const p = r.provenance;
+  const title = `Pre-training study: ${c.arch} (${c.model}), preset ${c.preset}`;
+  const accounting = table(
+    ['target', 'arm', 'pre-training steps', 'fine-tuning steps', 'total steps', 'patches seen (steps x batch)', 'GT patch (px)'],
+    r.accounting.map((a) => [a.target, a.arm, String(a.pretrainSteps), String(a.finetuneSteps), String(a.totalSteps), a.patches.toLocaleString('en-US'), a.patchSizes]),
+  );
+  const mixes = [
+    ['single', c.targets.map((t) => `${t}: ${t}`).join('; ')],
+    ['related', c.targets.map((t) => `${t}: ${(c.mixes.related[t] ?? []).join(' + ')}`).join('; ')],
+    ['unrelated', c.mixes.unrelated.join(' + ')],
+  ].filter(([arm]) => c.arms.includes(arm as StudyArm)) as [string, string][];
+  const runs = table(
+    ['run', 'tasks', 'steps', 'patch', 'status', 'training time', 'steps/s', 'trainer eval (last)'],
+    r.runs.map((x) => [
+      x.id,
+      x.tasks.join('+'),
+      String(x.steps),
+      String(x.patch),
+      x.status,
+      secs(x.trainSeconds),
+      x.trainSeconds > 0 ? (x.steps / x.trainSeconds).toFixed(2) : '—',
+      x.trainerEval ? Object.entries(x.trainerEval).map(([t, m]) => `${t} ${m.psnr.toFixed(2)}`).join(', ') : '—',
+    ]),
+  );
+  const obs = ckaObservations(r);
+  const body = [
+    `<h1>${escapeHtml(title)}</h1>`,
+    `<p>The EDT paper's pre-training study (Li et al., arXiv 2112.10175) at equal compute: ${escapeHtml(c.arms.map((a) => ARM_TEXT[a]).join(', '))}; ` +
+      `targets ${escapeHtml(c.targets.join(', '))}; ${c.seeds.length} seed(s) (${c.seeds.join(', ')}).</p>`,
+    `<div class="note" style="border-left:4px solid #d62728;padding:4px 12px;background:#fff6f6">${r.notes.map((n) => `<p>${escapeHtml(n)}</p>`).join('')}</div>`,
+    '<h2>Results</h2>',
+    `<ul>${studyHeadlines(r).map((h) => `<li>${escapeHtml(h)}</li>`).join('')}</ul>`,
+    studyTableHtml(r),
+    `<p class="note">${escapeHtml(r.evaluation)}</p>`,
+    '<h2>Training curves</h2>',
+    studyCurvesHtml(r, { plotly: false }),
+    '<h2>CKA: fine-tuned vs scratch, layer by layer</h2>',
+    `<p class="note">${escapeHtml(r.cka?.settings ?? '')}. Each point is the CKA between a layer of the fine-tuned model and the same layer of the scratch model of the same target and seed (the diagonal of the layer x layer matrix); low values mean pre-training changed that layer's representation. The dashed line compares two scratch models of different seeds: differences below it are not attributable to pre-training.</p>`,
+    studyLayerCkaHtml(r, { plotly: false }),
+    obs.length ? `<ul class="note">${obs.map((o) => `<li>${escapeHtml(o)}</li>`).join('')}</ul>` : '',
+    '<h2>CKA: SR model vs denoising model, layer x layer</h2>',
+    '<p class="note">Rows: layers of the SR model, columns: layers of the denoising model, both in execution order; the EDT paper finds denoising models similar to the lower layers of SR models.</p>',
+    studyCkaMapsHtml(r, { plotly: false }),
+    '<h2>CKA: each scratch model against itself</h2>',
+    '<p class="note">The representation structure of the networks (EDT Fig. 3: SR models show distinct stages, denoising models a more uniform structure). Rows and columns: layers of the same scratch model.</p>',
+    studySelfCkaHtml(r, { plotly: false }),
+    '<h2>Equal compute</h2>',
+    `<p>${escapeHtml(r.accountingRule)}</p>`,
+    accounting,
+    '<h2>Settings</h2>',
+    keyValueTable([
+      ['architecture', `${c.arch}: ${c.model}${Object.keys(c.modelConfig).length ? ` with ${JSON.stringify(c.modelConfig)}` : ''}`],
+      ['targets', c.targets.join(', ')],
+      ['arms', c.arms.join(', ')],
+      ...mixes.map(([arm, text]) => [`${arm} pre-training tasks`, text] as [string, string]),
+      ['seeds', `${c.seeds.join(', ')} (run seed = 1000 x seed + arm index: every arm has its own initialisation and data order)`],
+      ['steps', `pre-training ${c.stepsPretrain}, fine-tuning ${c.stepsFinetune}, scratch ${c.stepsPretrain + c.stepsFinetune}`],
+      ['batch / patches', `batch ${c.batch}; SR input patch ${c.patch.lq} px (GT ${c.patch.lq} x scale), same-size tasks ${c.patch.same} px; a multi-task run uses the smallest size valid for all its tasks`],
+      [
+        'optimisation',
+        `${c.optimizer.kind} (${c.optimizer.beta1}, ${c.optimizer.beta2}), weight decay ${c.optimizer.weightDecay}, L1 loss; lr pre-training ${c.lr.pretrain}, scratch ${c.lr.scratch} (${c.lr.schedule}), fine-tuning ${c.lr.finetune} (${c.lr.finetuneSchedule})${c.lr.schedule === 'cosine' || c.lr.finetuneSchedule === 'cosine' ? `, cosine down to ${c.lr.minFactor} x peak` : ''}`,
+      ],
+      ['evaluation during training', `every ${c.evalEvery} steps${c.evalSize > 0 ? `, centre crops of ${c.evalSize} px` : ''}`],
+      ['data', `${r.split.source}; ${r.split.rule}`],
+      ['pre-training pool', r.split.pretrain.join(', ')],
+      ['fine-tuning pool', r.split.finetune.join(', ')],
+      ['held-out (never trained on)', r.split.eval.join(', ')],
+      ['run directory', r.runDir],
+    ]),
+    '<h2>Runs</h2>',
+    runs,
+    '<h2>Provenance</h2>',
+    keyValueTable([
+      ['created', p.createdAt],
+      ...(p.command ? [['command', p.command] as [string, string]] : []),
+      ['backend', `${p.backend.name}${p.backend.description ? ` — ${p.backend.description}` : ''}`],
+      ['versions', Object.entries({ ...p.versions, 'plotly.js': plotlyBundle().version }).map(([k, v]) => `${k} ${v}`).join(', ')],
+      ['host', `${p.host.platform}, ${p.host.cpus} CPU(s), ${p.host.totalMemGiB} GiB`],
+      [
+        'time',
+        `this invocation ${secs(p.wallSeconds)}; training ${secs(p.trainSeconds)} (sum over runs, all invocations); final evaluation ${secs(p.evalSeconds)}; CKA ${secs(p.ckaSeconds)}`,
+      ],
+      [
+        'invocations',
+        (p.invocations ?? [])
+          .map((i) => `${i.startedAt}: ${secs(i.wallSeconds)} wall, ${i.trained} run(s) trained, ${i.resumed} resumed, ${i.skipped} skipped${i.command ? ` (${i.command})` : ''}`)
+          .join('; '),
+      ],
+    ]),
+  ].join('\n');
+  return htmlPage({ title, body: `${inlineScript(plotlyBundle().source)}\n${body}`, plotly: false });
+}
+
+export function studyJson(r: StudyResult): string {
+  return `${JSON.stringify({ ...r, provenance: { ...r.provenance, versions: { ...r.provenance.versions, 'plotly.js': plotlyBundle().version } } }, null, 2)}\n`;
+}
+
+/** Renders both files, then writes them atomically (removing the first if the second fails). */
+export async function writeStudyReport(r: StudyResult, base: string): Promise<{ html: string; json: string }> {
+  const files = { json: `${base}.json`, html: `${base}.html` };
+  const contents: [string, string][] = [
+    [files.json, studyJson(r)],
+    [files.html, studyHtml(r)],
+  ];
+  const written: string[] = [];
+  try {
+    for (const [file, data] of contents) {
+      writeFileAtomic(file, data);
+      written.push(file);
+    }
+  } catch (e) {
+    for (const f of written) fs.rmSync(f, { force: true });
+    throw new Error(`--out '${base}': cannot write the study report (${(e as Error).message.split('\n')[0]})`);
+  }
+  return files;
+}
