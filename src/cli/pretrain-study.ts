@@ -7,6 +7,7 @@ import { Command } from 'commander';
 import { parseNonNegativeInt, parsePositiveInt, startBackend } from './common';
 import {
   buildStudyConfig,
+  type StudyOverrides,
   checkPlanFits,
   computeAccounting,
   defaultStudyOut,
@@ -23,18 +24,9 @@ import {
   type StudyPreset,
 } from '../pretrain/study';
 
-interface StudyCliOptions {
+interface StudyCliOptions extends StudyOverrides {
   arch: string;
   preset: string;
-  targets?: string[];
-  arms?: string[];
-  seeds?: number;
-  stepsPretrain?: number;
-  stepsFinetune?: number;
-  batch?: number;
-  evalEvery?: number;
-  data?: string;
-  split?: [number, number, number];
   cka: boolean;
   runDir?: string;
   out?: string;

@@ -40,7 +40,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { Init, Module, ModuleList, Sequential } from './module';
-import { PatchEmbed, PatchUnEmbed, residualConv, Size } from './blocks/swin';
+import { BasicLayer, PatchEmbed, PatchUnEmbed, residualConv, Size } from './blocks/swin';
 import { bilinearResize, Conv2d, ConvTranspose2d, DIV2K_RGB_MEAN, Dropout, GELU, Identity, Lambda, LayerNorm, LeakyReLU, Linear, roll, swinLinear, TRUNC_NORMAL_02 } from './layers';
 import { PaddingRule, RestorationModel, TaskSpec } from './model';
 import { Config, registerFamily, registerPreset } from './registry';
@@ -339,19 +339,9 @@ class CSwinTransformerBlock extends Module {
   }
 }
 
-class BasicLayer extends Module {
-  readonly blocks: ModuleList<CSwinTransformerBlock>;
-  constructor(dim: number, depth: number, heads: number, c: EDTConfig) {
-    super();
-    const blocks: CSwinTransformerBlock[] = [];
-    for (let i = 0; i < depth; i++) blocks.push(new CSwinTransformerBlock(dim, heads, c.WINDOW_SIZE, i % 2 === 1, c.MLP_RATIO));
-    this.blocks = this.child('blocks', new ModuleList(blocks));
-  }
-  forward(x: tf.Tensor3D, size: Size): tf.Tensor3D {
-    let y = x;
-    for (const blk of this.blocks.items) y = blk.call<tf.Tensor3D>(y, size);
-    return y;
-  }
+/** EDT's residual_group: alternating plain and shifted crossed-window blocks. */
+function cswinLayer(dim: number, depth: number, heads: number, c: EDTConfig): BasicLayer {
+  return new BasicLayer(Array.from({ length: depth }, (_, i) => new CSwinTransformerBlock(dim, heads, c.WINDOW_SIZE, i % 2 === 1, c.MLP_RATIO)));
 }
 
 /** Residual group of blocks; unlike SwinIR's RSTB there is no conv and no patch (un)embedding. */
@@ -359,7 +349,7 @@ class RSTB extends Module {
   readonly residual_group: BasicLayer;
   constructor(dim: number, depth: number, heads: number, c: EDTConfig) {
     super();
-    this.residual_group = this.child('residual_group', new BasicLayer(dim, depth, heads, c));
+    this.residual_group = this.child('residual_group', cswinLayer(dim, depth, heads, c));
   }
   forward(x: tf.Tensor3D, size: Size): tf.Tensor3D {
     return tf.tidy(() => tf.add(this.residual_group.call<tf.Tensor3D>(x, size), x));

@@ -20,7 +20,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { Init, Module, ModuleList, Sequential } from './module';
-import { PatchEmbed, PatchUnEmbed, residualConv, Size } from './blocks/swin';
+import { BasicLayer, PatchEmbed, PatchUnEmbed, residualConv, Size } from './blocks/swin';
 import { Conv2d, DIV2K_RGB_MEAN, Dropout, GELU, Lambda, LayerNorm, LeakyReLU, Linear, nearestUpsample, roll, swinLinear, TRUNC_NORMAL_02 } from './layers';
 import { padBottomRight, PaddingRule, RestorationModel, TaskSpec } from './model';
 import { Config, registerFamily, registerPreset } from './registry';
@@ -248,22 +248,12 @@ function rollHW(x: tf.Tensor, k: number): tf.Tensor {
   return tf.tidy(() => roll(roll(x, k, 1), k, 2));
 }
 
-/** BasicLayer without downsample (SwinIR never uses PatchMerging). */
-class BasicLayer extends Module {
-  readonly blocks: ModuleList<SwinTransformerBlock>;
-  constructor(dim: number, inputResolution: Size, depth: number, heads: number, c: SwinIRConfig) {
-    super();
-    const ws = c.window_size;
-    const blocks: SwinTransformerBlock[] = [];
-    for (let i = 0; i < depth; i++)
-      blocks.push(new SwinTransformerBlock(dim, inputResolution, heads, ws, i % 2 === 0 ? 0 : Math.floor(ws / 2), c));
-    this.blocks = this.child('blocks', new ModuleList(blocks));
-  }
-  forward(x: tf.Tensor3D, size: Size): tf.Tensor3D {
-    let y = x;
-    for (const blk of this.blocks.items) y = blk.call<tf.Tensor3D>(y, size);
-    return y;
-  }
+/** SwinIR's residual_group: alternating unshifted and shifted (ws/2) window blocks. */
+function swinLayer(dim: number, inputResolution: Size, depth: number, heads: number, c: SwinIRConfig): BasicLayer {
+  const ws = c.window_size;
+  return new BasicLayer(
+    Array.from({ length: depth }, (_, i) => new SwinTransformerBlock(dim, inputResolution, heads, ws, i % 2 === 0 ? 0 : Math.floor(ws / 2), c)),
+  );
 }
 
 /** Residual Swin Transformer Block. */
@@ -274,7 +264,7 @@ class RSTB extends Module {
   readonly patch_unembed: PatchUnEmbed;
   constructor(dim: number, inputResolution: Size, depth: number, heads: number, c: SwinIRConfig) {
     super();
-    this.residual_group = this.child('residual_group', new BasicLayer(dim, inputResolution, depth, heads, c));
+    this.residual_group = this.child('residual_group', swinLayer(dim, inputResolution, depth, heads, c));
     this.conv = this.child('conv', residualConv(dim, c.resi_connection));
     this.patch_embed = this.child('patch_embed', new PatchEmbed(dim, false));
     this.patch_unembed = this.child('patch_unembed', new PatchUnEmbed());

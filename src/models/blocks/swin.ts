@@ -3,7 +3,7 @@
  * patch_size is 1 in every configuration, so PatchEmbed only flattens (and normalises) and PatchUnEmbed reshapes.
  */
 import * as tf from '@tensorflow/tfjs';
-import { Module, Sequential } from '../module';
+import { Module, ModuleList, Sequential } from '../module';
 import { Conv2d, LayerNorm, LeakyReLU } from '../layers';
 
 export type Size = [number, number];
@@ -35,4 +35,18 @@ export function residualConv(dim: number, kind: '1conv' | '3conv'): Module {
   if (kind === '1conv') return new Conv2d(dim, dim, 3);
   const q = Math.floor(dim / 4);
   return new Sequential([new Conv2d(dim, q, 3), LeakyReLU(0.2), new Conv2d(q, q, 1), LeakyReLU(0.2), new Conv2d(q, dim, 3)]);
+}
+
+/** BasicLayer without downsample (neither SwinIR nor EDT uses PatchMerging): `blocks.N` run in order on tokens. */
+export class BasicLayer extends Module {
+  readonly blocks: ModuleList<Module>;
+  constructor(blocks: Module[]) {
+    super();
+    this.blocks = this.child('blocks', new ModuleList(blocks));
+  }
+  forward(x: tf.Tensor3D, size: Size): tf.Tensor3D {
+    let y = x;
+    for (const blk of this.blocks.items) y = blk.call<tf.Tensor3D>(y, size);
+    return y;
+  }
 }
