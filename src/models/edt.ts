@@ -37,15 +37,20 @@
  * - Dropout, attention dropout and drop-path are identity modules (the eval-mode forward). proj_drop and the
  *   training criterion (L1Loss) exist in the official module tree but are never called in forward, so they
  *   are not hook points here.
+ * - Added hook points (no parameters, not in the official tree): every attention has `.heads` (per-head output
+ *   before merging, [B*nW, heads, N, head_dim]) and `.attn_map` (softmax probabilities), see
+ *   blocks/window-attention.ts.
  */
 import * as tf from '@tensorflow/tfjs';
-import { Init, Module, ModuleList, Sequential } from './module';
+import { Module, ModuleList } from './module';
 import { BasicLayer, PatchEmbed, PatchUnEmbed, residualConv, Size } from './blocks/swin';
-import { bilinearResize, Conv2d, ConvTranspose2d, DIV2K_RGB_MEAN, Dropout, GELU, Identity, Lambda, LayerNorm, LeakyReLU, Linear, roll, swinLinear, TRUNC_NORMAL_02 } from './layers';
+import { lcm } from '../util/stats';
+import { bilinearResize, Conv2d, ConvTranspose2d, DIV2K_RGB_MEAN, Dropout, GELU, HookPoint, Identity, Lambda, LayerNorm, LeakyReLU, Linear, roll2, swinLinear } from './layers';
 import { PaddingRule, RestorationModel, TaskSpec } from './model';
-import { Config, registerFamily, registerPreset } from './registry';
+import { type Config, registerFamily } from './family';
 import { shiftedWindowMask, windowPartition, windowReverse } from './blocks/windows';
 import { upsample, upsampleOneStep } from './blocks/upsample';
+import { splitHeads, windowAttention } from './blocks/window-attention';
 
 export type EDTUpsampler = 'pixelshuffle' | 'pixelshuffledirect';
 export type EDTRainLevel = 'L' | 'H';
@@ -94,10 +99,6 @@ export const EDT_DEFAULTS: EDTConfig = {
 };
 
 const RAIN_TASK: Record<EDTRainLevel, string> = { L: 'dr-light', H: 'dr-heavy' };
-
-
-const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
-const lcm = (a: number, b: number) => (a * b) / gcd(a, b);
 
 // ------------------------------------------------------------------------------------------------------------
 // Convolutional heads and tails
@@ -219,6 +220,8 @@ class WindowAttention extends Module {
   readonly attn_drop: Lambda;
   readonly lepe: Conv2d;
   readonly softmax: Lambda;
+  readonly attn_map: HookPoint;
+  readonly heads: HookPoint;
   readonly scale: number;
 
   constructor(
@@ -231,6 +234,8 @@ class WindowAttention extends Module {
     this.attn_drop = this.child('attn_drop', Dropout());
     this.lepe = this.child('lepe', new Conv2d(dim, dim, 3, { groups: dim }));
     this.softmax = this.child('softmax', new Lambda('Softmax', (x) => tf.softmax(x, -1)));
+    this.attn_map = this.child('attn_map', new HookPoint('attention probabilities [B*nW, heads, N, N]'));
+    this.heads = this.child('heads', new HookPoint('per-head output (attn @ v + LePE) before the halves are merged and projected [B*nW, heads, N, head_dim]'));
   }
 
   /**
@@ -244,29 +249,14 @@ class WindowAttention extends Module {
       const [wh, ww] = this.window;
       const n = wh * ww;
       const heads = this.numHeads;
-      const d = c / heads;
       const [q, k, v] = tf.split(x, 3, 0).map((t) => windowPartition(t as tf.Tensor4D, wh, ww)); // [B_, N, c]
       const bw = q.shape[0];
-      // Channel j of a window belongs to head floor(j / d), like the official view(..., heads, c // heads).
-      const toHeads = (t: tf.Tensor) => tf.reshape(tf.transpose(tf.reshape(t, [bw, n, heads, d]), [0, 2, 1, 3]), [bw * heads, n, d]);
       const lepe = this.lepe.call<tf.Tensor4D>(tf.reshape(v, [bw, wh, ww, c]));
-      const logits = tf.matMul(tf.mul(toHeads(q), this.scale), toHeads(k), false, true); // [B_*heads, N, N]
-      let attn: tf.Tensor = tf.reshape(logits, [bw, heads, n, n]);
-      if (mask) {
-        const nW = mask.shape[0];
-        attn = tf.reshape(tf.add(tf.reshape(attn, [bw / nW, nW, heads, n, n]), tf.reshape(mask, [1, nW, 1, n, n])), [bw, heads, n, n]);
-      }
-      attn = this.attn_drop.call<tf.Tensor>(this.softmax.call<tf.Tensor>(attn));
-      const out = tf.add(tf.matMul(tf.reshape(attn, [bw * heads, n, n]), toHeads(v)), toHeads(lepe)); // [B_*heads, N, d]
-      const merged = tf.reshape(tf.transpose(tf.reshape(out, [bw, heads, n, d]), [0, 2, 1, 3]), [bw, n, c]);
+      const split = (t: tf.Tensor) => splitHeads(t, bw, n, heads);
+      const merged = windowAttention(this, split(q), split(k), split(v), { heads, scale: this.scale, mask, extra: split(lepe) });
       return windowReverse(merged, wh, ww, h, w);
     });
   }
-}
-
-/** torch.roll(x, shifts=(a, b), dims=(axis, axis + 1)). */
-function roll2(x: tf.Tensor, a: number, b: number, axis: number): tf.Tensor {
-  return tf.tidy(() => roll(roll(x, a, axis), b, axis + 1));
 }
 
 /** Shifted crossed local attention block (see the file comment). Tokens [B, H*W, C] in and out. */
@@ -584,13 +574,6 @@ export function validateEDTConfig(cfg: Config | EDTConfig): void {
     for (const s of scales as number[]) if (!((s & (s - 1)) === 0 || s === 3)) fail('SCALES', "2^n or 3 with UPSAMPLER 'pixelshuffle'");
 }
 
-registerFamily({
-  name: 'edt',
-  defaults: EDT_DEFAULTS as unknown as Config,
-  validate: validateEDTConfig,
-  build: (config) => new EDT(config as unknown as EDTConfig),
-});
-
 // Presets: the configs/*.py model sizes; counts measured on the official Network (tiny ones included).
 const T = { NUM_FEAT: 8, DEPTHS: [6, 6, 6, 6], EMBED_DIM: 60, NUM_HEADS: [6, 6, 6, 6], UPSAMPLER: 'pixelshuffledirect' };
 const S = { NUM_FEAT: 16, DEPTHS: [6, 6, 6, 6, 6], EMBED_DIM: 120, NUM_HEADS: [6, 6, 6, 6, 6] };
@@ -660,5 +643,43 @@ const PRESETS: { name: string; description: string; config: Config; params?: num
   },
 ];
 
-for (const p of PRESETS)
-  registerPreset({ name: p.name, family: 'edt', description: p.description, config: p.config, officialParams: p.params });
+const EDT_RAIN: Record<string, string> = { 'dr-light': 'L', 'dr-heavy': 'H' };
+
+/** EDT's branch config for training tasks: one branch per task (sr-x<s>, dn-<sigma>, dr-light/heavy). */
+function edtBranches(_config: Config, tasks: TaskSpec[]): Config {
+  const scales: number[] = [];
+  const noise: number[] = [];
+  const rain: string[] = [];
+  for (const t of tasks) {
+    const dn = /^dn-(\d+)$/.exec(t.name);
+    if (t.kind === 'sr' && t.name === `sr-x${t.scale}`) scales.push(t.scale);
+    else if (dn) noise.push(Number(dn[1]));
+    else if (EDT_RAIN[t.name]) rain.push(EDT_RAIN[t.name]);
+    else throw new Error(`edt has branches for sr-x<s>, dn-<integer sigma>, dr-light and dr-heavy only, not '${t.name}'`);
+  }
+  return { SCALES: scales, NOISE_LEVELS: noise, RAIN_LEVELS: rain };
+}
+
+registerFamily({
+  name: 'edt',
+  defaults: EDT_DEFAULTS as unknown as Config,
+  validate: validateEDTConfig,
+  build: (config) => new EDT(config as unknown as EDTConfig),
+  presets: PRESETS.map((p) => ({ name: p.name, description: p.description, config: p.config, officialParams: p.params })),
+  // EDT's task parts are its per-branch heads and tails: head_<suffix>, tail_<suffix> (sr_x2, dn_g25, dr_L).
+  tasks: {
+    headPrefixes: (c) => {
+      const suffixes = [
+        ...((c.SCALES as number[]) ?? []).map((s) => `sr_x${s}`),
+        ...((c.NOISE_LEVELS as number[]) ?? []).map((n) => `dn_g${n}`),
+        ...((c.RAIN_LEVELS as string[]) ?? []).map((r) => `dr_${r}`),
+      ];
+      return suffixes.flatMap((s) => [`head_${s}`, `tail_${s}`]);
+    },
+    configFor: (c, task) => edtBranches(c, [task]),
+    nativeConfigFor: edtBranches,
+  },
+  // Windows 4x8 instead of edt-tiny's 6x24: with 6x24 the SR x2/x3/x4 mix needs 288 px patches (lcm of 48, 72
+  // and 96), larger than the built-in 256 px images; 4x8 keeps the paper's wide windows at a size that fits.
+  study: { tiny: 'edt-tiny', tinyConfig: { WINDOW_SIZE: [4, 8] }, paper: 'edt-b-sr-x2', paperConfig: {}, sr: (s) => `sr-x${s}` },
+});

@@ -1,4 +1,4 @@
-/** Model zoo: importing this registers every family and preset. */
+/** Model zoo: importing this registers every family and preset (one import line per family file). */
 import './reference';
 import './restormer';
 import './mprnet';
@@ -10,5 +10,16 @@ export * from './layers';
 export * from './hooks';
 export * from './model';
 export * from './registry';
+export {
+  closestModelNames,
+  sameSizeOnly,
+  type OfficialWeightsEntry,
+  type StudyDefaults,
+  type TaskAdapter,
+  type TrainingDefaults,
+  type VariantDef,
+} from './family';
+export { splitHeads, windowAttention, type AttentionTaps, type WindowAttentionOptions } from './blocks/window-attention';
 export * from './weights';
 export * from './spec';
+export * from './layer-info';

@@ -3,6 +3,7 @@
  * (kaiming_uniform(a=sqrt(5)) => U(+-1/sqrt(fan_in)) for weights and biases of Conv2d/Linear).
  */
 import * as tf from '@tensorflow/tfjs';
+import { currentHookContext } from './hook-context';
 import { Init, Module } from './module';
 
 const torchDefault = (fanIn: number): Init => ({ kind: 'uniform', bound: 1 / Math.sqrt(fanIn) });
@@ -285,6 +286,11 @@ export function nearestUpsample(x: tf.Tensor4D, s: number): tf.Tensor4D {
   return tf.image.resizeNearestNeighbor(x, [h * s, w * s], false, false);
 }
 
+/** torch.roll(x, shifts=(a, b), dims=(axis, axis + 1)): the 2-D roll of shifted windows (SwinIR, EDT). */
+export function roll2(x: tf.Tensor, a: number, b: number, axis = 1): tf.Tensor {
+  return tf.tidy(() => roll(roll(x, a, axis), b, axis + 1));
+}
+
 /** torch.roll along one axis: out[i] = x[(i - shift) mod n]. */
 export function roll(x: tf.Tensor, shift: number, axis: number): tf.Tensor {
   const n = x.shape[axis];
@@ -295,6 +301,26 @@ export function roll(x: tf.Tensor, shift: number, axis: number): tf.Tensor {
     const [a, b] = tf.split(x, sizes, axis);
     return tf.concat([b, a], axis);
   });
+}
+
+/**
+ * A hook point inside a module's forward, with no parameters (state_dict keys do not change): `tap(x)` reports
+ * x as `<parent path>.<name>` like any module output, so hooks can read or replace it. `view`/`unview` convert
+ * to and from the documented layout only during hooked runs of this model; plain forwards skip it entirely.
+ */
+export class HookPoint extends Module {
+  constructor(readonly description: string) {
+    super();
+  }
+  forward(x: tf.Tensor): tf.Tensor {
+    return x;
+  }
+  tap<T extends tf.Tensor>(x: T, view?: (t: T) => tf.Tensor, unview?: (t: tf.Tensor) => T): T {
+    const ctx = currentHookContext();
+    if (!ctx || ctx.root !== this.root) return x;
+    if (!view || !unview) return this.call<T>(x);
+    return unview(this.call<tf.Tensor>(view(x)));
+  }
 }
 
 /** timm trunc_normal_(std=.02) with its absolute cut-off a=-2, b=2, i.e. 100 std (effectively untruncated). */

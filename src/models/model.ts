@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { Module } from './module';
-import { HookFn, runWithCache, runWithHooks } from './hooks';
+import { type HookFn, type HookRunOptions, runWithCache, runWithHooks } from './hooks';
 
 export type TaskKind = 'sr' | 'dn' | 'dr' | 'deblur' | 'defocus' | 'jpeg' | 'real-sr' | 'restore';
 
@@ -80,9 +80,9 @@ export abstract class RestorationModel extends Module {
     return runWithCache(this, names, () => this.forward(x, task));
   }
 
-  /** Forward with interventions keyed by hook point (globs). */
-  runWithHooks(x: tf.Tensor4D, hooks: Record<string, HookFn | HookFn[]>, task?: string): tf.Tensor4D {
-    return runWithHooks(this, hooks, () => this.forward(x, task));
+  /** Forward with interventions keyed by hook point (globs); `opts.replay` skips modules known from an earlier run. */
+  runWithHooks(x: tf.Tensor4D, hooks: Record<string, HookFn | HookFn[]>, task?: string, opts: HookRunOptions = {}): tf.Tensor4D {
+    return runWithHooks(this, hooks, () => this.forward(x, task), opts);
   }
 }
 
@@ -104,7 +104,7 @@ export function padBottomRight(x: tf.Tensor4D, ph: number, pw: number, mode: 're
       while (pad > 0) {
         const size = y.shape[axis];
         const step = Math.min(pad, mode === 'reflect' ? size - 1 : size);
-        if (step <= 0) throw new Error(`cannot reflect-pad a size-${size} axis`);
+        if (step <= 0) throw new Error(`input of ${x.shape[1]}x${x.shape[2]} pixels is too small: a size-${size} axis cannot be reflect-padded (inputs need at least 2 pixels per side)`);
         const p: [number, number][] = [
           [0, 0],
           [0, 0],

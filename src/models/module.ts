@@ -12,7 +12,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { Rng } from '../util/rng';
-import { currentHookContext, ModuleOutput } from './hooks';
+import { currentHookContext, type ModuleOutput } from './hook-context';
 
 /** How a PyTorch tensor maps onto the TF.js variable that stores it. */
 export type TorchLayout =
@@ -36,15 +36,17 @@ export interface TorchTensor {
 }
 
 export class Parameter {
+  /** Number of scalars (known without touching the variable, so shape-only parameters have it too). */
+  readonly size: number;
   constructor(
     readonly variable: tf.Variable,
     /** Shape of the same tensor in the official PyTorch code. */
     readonly torchShape: number[],
     readonly layout: TorchLayout,
-  ) {}
-
-  get size(): number {
-    return this.variable.size;
+    /** Recorded by a shape-only build: `variable` is a placeholder that throws when used. */
+    readonly shapeOnly = false,
+  ) {
+    this.size = torchShape.reduce((a, b) => a * b, 1);
   }
 
   /** Copies the value out in PyTorch layout. */
@@ -83,8 +85,10 @@ export type Init =
   | { kind: 'constant'; value: number };
 
 let initRng = new Rng(0);
-/** When set, parameters are created as zeros without drawing random numbers (counting, shape listing). */
+/** When set, parameters are created as zeros without drawing random numbers. */
 let zeroInit = false;
+/** When set, parameters are recorded as shapes only: no tensor is allocated (see withShapeOnly). */
+let shapeOnly = false;
 
 /** Builds something (usually a model) with parameters drawn from a generator seeded with `seed`. */
 export function withInitSeed<T>(seed: number, build: () => T): T {
@@ -107,6 +111,31 @@ export function withZeroInit<T>(build: () => T): T {
     zeroInit = saved;
   }
 }
+
+/**
+ * Builds something whose parameters are shapes only: no tensor is allocated, so parameter counts and key
+ * listings of huge configurations take milliseconds. The result cannot run (any use of a parameter's
+ * variable throws) and needs no dispose.
+ */
+export function withShapeOnly<T>(build: () => T): T {
+  const saved = shapeOnly;
+  shapeOnly = true;
+  try {
+    return build();
+  } finally {
+    shapeOnly = saved;
+  }
+}
+
+/** Stands in for the variable of a shape-only parameter; any use is a one-line error. */
+const SHAPE_ONLY_VARIABLE = new Proxy(
+  {},
+  {
+    get(_t, key) {
+      throw new Error(`shape-only model: parameters have no values (read '${String(key)}'); build it with createModel`);
+    },
+  },
+) as tf.Variable;
 
 function drawInit(n: number, init: Init): Float32Array {
   const out = new Float32Array(n);
@@ -153,6 +182,11 @@ export abstract class Module {
   /** Creates a trainable parameter. `torchShape` is the official shape; the variable uses TF.js layout. */
   protected param(name: string, torchShape: number[], init: Init, layout: TorchLayout = 'same'): tf.Variable {
     if (this.ownChildren.has(name) || this.ownParams.has(name)) throw new Error(`duplicate member '${name}'`);
+    if (!torchShape.every((d) => Number.isInteger(d) && d >= 0)) throw new Error(`parameter '${name}': invalid shape [${torchShape}]`);
+    if (shapeOnly) {
+      this.ownParams.set(name, new Parameter(SHAPE_ONLY_VARIABLE, [...torchShape], layout, true));
+      return SHAPE_ONLY_VARIABLE;
+    }
     const shape = tfShapeOf(torchShape, layout);
     const n = shape.reduce((a, b) => a * b, 1);
     const initial = tf.tensor(drawInit(n, init), shape, 'float32');
@@ -234,12 +268,12 @@ export abstract class Module {
     this.ownParams.set(name, shared);
     const fields = this as unknown as Record<string, unknown>;
     for (const key of Object.keys(fields)) if (fields[key] === old.variable) fields[key] = shared.variable;
-    old.variable.dispose();
+    if (!old.shapeOnly) old.variable.dispose();
   }
 
   /** Frees every variable of the tree. The module is unusable afterwards. */
   dispose(): void {
-    for (const [, p] of this.namedParameters()) p.variable.dispose();
+    for (const [, p] of this.namedParameters()) if (!p.shapeOnly) p.variable.dispose();
   }
 
   /**
@@ -247,9 +281,12 @@ export abstract class Module {
    * Architectures call children through `call`, never `forward`, so that every output is a hook point.
    */
   call<O extends ModuleOutput>(...args: unknown[]): O {
-    const out = this.forward(...args) as O;
     const ctx = currentHookContext();
-    return ctx && ctx.root === this.root ? (ctx.visit(this.path, out) as O) : out;
+    if (!ctx || ctx.root !== this.root) return this.forward(...args) as O;
+    const path = this.path;
+    // A replayed module (runWithHooks' replay option) returns the output recorded in an earlier run unrun.
+    const out = (ctx.replay?.(path) ?? this.forward(...args)) as O;
+    return ctx.visit(path, out) as O;
   }
 
   abstract forward(...args: unknown[]): ModuleOutput;

@@ -21,7 +21,7 @@ import * as tf from '@tensorflow/tfjs';
 import { Module, Sequential } from './module';
 import { Conv2d, Lambda, PReLU, ReLU, Sigmoid, bilinearResize } from './layers';
 import { PaddingRule, RestorationModel, TaskSpec } from './model';
-import { Config, registerFamily, registerPreset } from './registry';
+import { type Config, registerFamily, sameSizeOnly } from './family';
 
 export interface MPRNetConfig {
   in_c: number;
@@ -425,40 +425,45 @@ function validate(c: Config): void {
   if (typeof c.bias !== 'boolean') throw new Error(`config: mprnet bias must be true or false, got ${String(c.bias)}`);
 }
 
+// MPRNet's per-task parts: shallow_feat1..3 (conv + CAB: the per-stage image-to-feature heads), tail, and the
+// image convs of the supervised attention modules, sam12/sam23.conv2 (features -> stage image) and .conv3 (stage
+// image -> attention): they read or write images, so they are the per-stage tails. sam*.conv1 works on features
+// only and is shared. The single PReLU, used by the shallow_feat CABs too, is one parameter in the official
+// model and stays shared.
+const MPRNET_HEADS = ['shallow_feat1', 'shallow_feat2', 'shallow_feat3', 'sam12.conv2', 'sam12.conv3', 'sam23.conv2', 'sam23.conv3', 'tail'];
+
 registerFamily({
   name: 'mprnet',
   defaults: { ...DEFAULTS },
   build: (config) => new MPRNet(config),
   validate,
-});
-
-registerPreset({
-  name: 'mprnet-deblur',
-  family: 'mprnet',
-  description: 'MPRNet deblurring (GoPro; Deblurring/MPRNet.py, n_feat 96)',
-  config: { n_feat: 96, scale_unetfeats: 48, scale_orsnetfeats: 32 },
-  officialParams: 20_127_073,
-});
-
-registerPreset({
-  name: 'mprnet-denoise',
-  family: 'mprnet',
-  description: 'MPRNet real-image denoising (SIDD; Denoising/MPRNet.py, n_feat 80)',
-  config: { n_feat: 80, scale_unetfeats: 48, scale_orsnetfeats: 32 },
-  officialParams: 15_741_025,
-});
-
-registerPreset({
-  name: 'mprnet-derain',
-  family: 'mprnet',
-  description: 'MPRNet deraining (Rain13K; Deraining/MPRNet.py, n_feat 40)',
-  config: { n_feat: 40, scale_unetfeats: 20, scale_orsnetfeats: 16 },
-  officialParams: 3_637_249,
-});
-
-registerPreset({
-  name: 'mprnet-tiny',
-  family: 'mprnet',
-  description: 'MPRNet, tiny width for tests (every module kind, 1 CAB per ORB)',
-  config: { n_feat: 8, scale_unetfeats: 4, scale_orsnetfeats: 4, num_cab: 1 },
+  presets: [
+    {
+      name: 'mprnet-deblur',
+      description: 'MPRNet deblurring (GoPro; Deblurring/MPRNet.py, n_feat 96)',
+      config: { n_feat: 96, scale_unetfeats: 48, scale_orsnetfeats: 32 },
+      officialParams: 20_127_073,
+    },
+    {
+      name: 'mprnet-denoise',
+      description: 'MPRNet real-image denoising (SIDD; Denoising/MPRNet.py, n_feat 80)',
+      config: { n_feat: 80, scale_unetfeats: 48, scale_orsnetfeats: 32 },
+      officialParams: 15_741_025,
+    },
+    {
+      name: 'mprnet-derain',
+      description: 'MPRNet deraining (Rain13K; Deraining/MPRNet.py, n_feat 40)',
+      config: { n_feat: 40, scale_unetfeats: 20, scale_orsnetfeats: 16 },
+      officialParams: 3_637_249,
+    },
+    {
+      name: 'mprnet-tiny',
+      description: 'MPRNet, tiny width for tests (every module kind, 1 CAB per ORB)',
+      config: { n_feat: 8, scale_unetfeats: 4, scale_orsnetfeats: 4, num_cab: 1 },
+    },
+  ],
+  tasks: { headPrefixes: () => [...MPRNET_HEADS], configFor: sameSizeOnly('mprnet') },
+  // The official training loss: Charbonnier + 0.05 edge loss on every stage output.
+  training: { loss: 'mprnet' },
+  study: { tiny: 'mprnet-tiny', tinyConfig: {}, paper: 'mprnet-denoise', paperConfig: {}, sr: (s) => `sr-up-x${s}` },
 });

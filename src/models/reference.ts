@@ -10,7 +10,7 @@ import * as tf from '@tensorflow/tfjs';
 import { Module, ModuleList } from './module';
 import { Conv2d, gelu } from './layers';
 import { PaddingRule, RestorationModel, TaskSpec } from './model';
-import { Config, registerFamily, registerPreset } from './registry';
+import { type Config, registerFamily, sameSizeOnly } from './family';
 
 class RefBlock extends Module {
   readonly pw1: Conv2d;
@@ -78,11 +78,14 @@ registerFamily({
     for (const k of ['in_chans', 'dim', 'num_blocks', 'expansion'])
       if (!Number.isInteger(c[k]) || (c[k] as number) < 1) throw new Error(`config: ${k} must be a positive integer`);
   },
-});
-
-registerPreset({
-  name: 'refnet-tiny',
-  family: 'refnet',
-  description: "irlens's reference conv net (depthwise blocks), for demos and tests",
-  config: { dim: 8, num_blocks: 2 },
+  presets: [
+    {
+      name: 'refnet-tiny',
+      description: "irlens's reference conv net (depthwise blocks), for demos and tests",
+      config: { dim: 8, num_blocks: 2 },
+    },
+  ],
+  // The image-to-feature and feature-to-image convs are the per-task parts.
+  tasks: { headPrefixes: () => ['conv_first', 'conv_last'], configFor: sameSizeOnly('refnet') },
+  study: { tiny: 'refnet-tiny', tinyConfig: {}, paper: 'refnet-tiny', paperConfig: {}, sr: (s) => `sr-up-x${s}` },
 });

@@ -13,9 +13,9 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { Module, Sequential } from './module';
-import { Conv2d, gelu, LayerNorm, PixelShuffle, PixelUnshuffle } from './layers';
+import { Conv2d, gelu, HookPoint, LayerNorm, PixelShuffle, PixelUnshuffle } from './layers';
 import { PaddingRule, RestorationModel, TaskSpec } from './model';
-import { Config, registerFamily, registerPreset } from './registry';
+import { type Config, registerFamily, sameSizeOnly } from './family';
 
 export type RestormerLayerNormType = 'WithBias' | 'BiasFree';
 
@@ -109,12 +109,18 @@ export class FeedForward extends Module {
  * Heads are laid out as [b*heads, hw, ch] (tokens x channels), so that with one head (level 1, the largest maps)
  * splitting and merging heads are plain reshapes. Every product is a same-rank batched matmul without transpose
  * flags (broadcasting BatchMatMul has broken gradients in TF.js; transposed operands leave XNNPACK on wasm).
+ *
+ * Hook points: `attn_map` the softmax probabilities [B, heads, C/heads, C/heads]; `heads` the per-head output
+ * attn @ v in the official layout [B, heads, C/heads, H*W] (channel head*C/heads + i of project_out's input),
+ * before the heads are merged and projected.
  */
 export class Attention extends Module {
   readonly temperature: tf.Variable;
   readonly qkv: Conv2d;
   readonly qkv_dwconv: Conv2d;
   readonly project_out: Conv2d;
+  readonly attn_map: HookPoint;
+  readonly heads: HookPoint;
   constructor(
     readonly dim: number,
     readonly numHeads: number,
@@ -125,6 +131,8 @@ export class Attention extends Module {
     this.qkv = this.child('qkv', new Conv2d(dim, 3 * dim, 1, { bias }));
     this.qkv_dwconv = this.child('qkv_dwconv', new Conv2d(3 * dim, 3 * dim, 3, { groups: 3 * dim, bias }));
     this.project_out = this.child('project_out', new Conv2d(dim, dim, 1, { bias }));
+    this.attn_map = this.child('attn_map', new HookPoint('channel attention probabilities [B, heads, C/heads, C/heads]'));
+    this.heads = this.child('heads', new HookPoint('per-head output attn @ v before project_out [B, heads, C/heads, H*W]'));
   }
 
   forward(x: tf.Tensor4D): tf.Tensor4D {
@@ -147,9 +155,14 @@ export class Attention extends Module {
       const ones = tf.ones([bh, 1, hw]) as tf.Tensor3D;
       const invNorm = (t: tf.Tensor3D) => tf.div(1, tf.maximum(tf.sqrt(tf.matMul(ones, tf.square(t) as tf.Tensor3D)), 1e-12)); // [bh, 1, ch]
       const cosine = tf.mul(tf.mul(tf.matMul(tf.transpose(q, [0, 2, 1]), k), tf.reshape(invNorm(q), [bh, ch, 1])), invNorm(k));
-      const attn = tf.softmax(tf.mul(tf.reshape(cosine, [b, heads, ch, ch]), this.temperature));
+      const attn = this.attn_map.tap(tf.softmax(tf.mul(tf.reshape(cosine, [b, heads, ch, ch]), this.temperature)));
       // Official out[i, t] = sum_j attn[i, j] v[j, t] (channels x tokens); tokens x channels: v @ attn^T.
-      const out = tf.matMul(v, tf.transpose(tf.reshape(attn, [bh, ch, ch]), [0, 2, 1]));
+      // The heads hook point shows it in the official layout [B, heads, C/heads, H*W] (hooked runs only).
+      const out = this.heads.tap(
+        tf.matMul(v, tf.transpose(tf.reshape(attn, [bh, ch, ch]), [0, 2, 1])) as tf.Tensor3D,
+        (t) => tf.transpose(tf.reshape(t, [b, heads, hw, ch]), [0, 1, 3, 2]),
+        (t) => tf.reshape(tf.transpose(t, [0, 1, 3, 2]), [bh, hw, ch]) as tf.Tensor3D,
+      );
       const merged =
         heads === 1 ? tf.reshape(out, [b, h, w, c]) : tf.reshape(tf.transpose(tf.reshape(out, [b, heads, hw, ch]), [0, 2, 1, 3]), [b, h, w, c]);
       return this.project_out.call<tf.Tensor4D>(merged as tf.Tensor4D);
@@ -382,13 +395,6 @@ function validate(c: Config): void {
     throw new Error(`config: restormer out_channels (${c.out_channels}) must equal inp_channels (${c.inp_channels}): the output adds the input image unless dual_pixel_task`);
 }
 
-registerFamily({
-  name: 'restormer',
-  defaults: { ...RESTORMER_DEFAULTS } as unknown as Config,
-  build: (config) => new Restormer(config),
-  validate,
-});
-
 const PRESETS: { name: string; description: string; config: Partial<RestormerConfig>; officialParams: number }[] = [
   {
     name: 'restormer',
@@ -436,4 +442,13 @@ const PRESETS: { name: string; description: string; config: Partial<RestormerCon
   },
 ];
 
-for (const p of PRESETS) registerPreset({ ...p, family: 'restormer', config: p.config as Config });
+registerFamily({
+  name: 'restormer',
+  defaults: { ...RESTORMER_DEFAULTS } as unknown as Config,
+  build: (config) => new Restormer(config),
+  validate,
+  presets: PRESETS.map((p) => ({ ...p, config: p.config as Config })),
+  // patch_embed (3x3 conv image -> features) and output (3x3 conv features -> image) are the per-task parts.
+  tasks: { headPrefixes: () => ['patch_embed', 'output'], configFor: sameSizeOnly('restormer') },
+  study: { tiny: 'restormer-tiny', tinyConfig: {}, paper: 'restormer', paperConfig: {}, sr: (s) => `sr-up-x${s}` },
+});

@@ -17,15 +17,19 @@
  *   is not a multiple of it, e.g. its own defaults 64/7; irlens needs no such mask and accepts those configs.)
  * - Dropout, attention dropout and drop-path are identity modules here (the official eval-mode forward); they
  *   stay in the tree so that hook names match the official named_modules().
+ * - Added hook points (no parameters, not in the official tree): every attention has `.heads` (per-head output
+ *   before merging, [B*nW, heads, N, head_dim]) and `.attn_map` (softmax probabilities), see
+ *   blocks/window-attention.ts.
  */
 import * as tf from '@tensorflow/tfjs';
-import { Init, Module, ModuleList, Sequential } from './module';
+import { Module, ModuleList, Sequential } from './module';
 import { BasicLayer, PatchEmbed, PatchUnEmbed, residualConv, Size } from './blocks/swin';
-import { Conv2d, DIV2K_RGB_MEAN, Dropout, GELU, Lambda, LayerNorm, LeakyReLU, Linear, nearestUpsample, roll, swinLinear, TRUNC_NORMAL_02 } from './layers';
+import { Conv2d, DIV2K_RGB_MEAN, Dropout, GELU, HookPoint, Lambda, LayerNorm, LeakyReLU, Linear, nearestUpsample, roll2, swinLinear, TRUNC_NORMAL_02 } from './layers';
 import { padBottomRight, PaddingRule, RestorationModel, TaskSpec } from './model';
-import { Config, registerFamily, registerPreset } from './registry';
+import { type Config, type FamilyPreset, registerFamily } from './family';
 import { shiftedWindowMask, windowPartition, windowReverse } from './blocks/windows';
 import { upsample, upsampleOneStep } from './blocks/upsample';
+import { splitHeads, windowAttention } from './blocks/window-attention';
 
 export type SwinIRUpsampler = '' | 'pixelshuffle' | 'pixelshuffledirect' | 'nearest+conv';
 
@@ -136,6 +140,8 @@ class WindowAttention extends Module {
   readonly proj: Linear;
   readonly proj_drop: Lambda;
   readonly softmax: Lambda;
+  readonly attn_map: HookPoint;
+  readonly heads: HookPoint;
   readonly scale: number;
 
   constructor(
@@ -155,6 +161,8 @@ class WindowAttention extends Module {
     this.proj = this.child('proj', swinLinear(dim, dim));
     this.proj_drop = this.child('proj_drop', Dropout());
     this.softmax = this.child('softmax', new Lambda('Softmax', (x) => tf.softmax(x, -1)));
+    this.attn_map = this.child('attn_map', new HookPoint('attention probabilities [B*nW, heads, N, N]'));
+    this.heads = this.child('heads', new HookPoint('per-head output before proj [B*nW, heads, N, head_dim]'));
   }
 
   /** [heads, N, N] bias from the table, like table[relative_position_index].permute(2, 0, 1). */
@@ -166,30 +174,18 @@ class WindowAttention extends Module {
     return tf.transpose(tf.reshape(bias, [n, n, this.numHeads]), [2, 0, 1]);
   }
 
-  /** x: [B*nW, N, C] windows; mask: [nW, N, N] (0 / -100) for shifted windows. */
+  /** x: [B*nW, N, C] windows; mask: [nW, N, N] (0 / -100) for shifted windows. Hook points: blocks/window-attention.ts. */
   forward(x: tf.Tensor3D, mask?: tf.Tensor3D): tf.Tensor3D {
     return tf.tidy(() => {
       const [bw, n, c] = x.shape;
       const heads = this.numHeads;
-      const d = Math.floor(c / heads);
-      // [B*nW*N, 3, C] -> [3, B*nW*N, C] -> q, k, v -> [B*nW*heads, N, d]; every batched matMul below has rank 3
-      // on both sides. Two transposes of rank <= 4: the single rank-5 one ([B*nW, N, 3, heads, d] ->
-      // [3, B*nW, heads, N, d]) takes the wasm backend's generic N-D path, ~20x slower. Splitting the leading
-      // axis copies three contiguous blocks (splitting the channels would copy B*nW*N short rows).
+      // [B*nW*N, 3, C] -> [3, B*nW*N, C] -> q, k, v -> [B*nW*heads, N, d]; every batched matMul has rank 3 on both
+      // sides. Two transposes of rank <= 4: the single rank-5 one ([B*nW, N, 3, heads, d] -> [3, B*nW, heads, N,
+      // d]) takes the wasm backend's generic N-D path, ~20x slower. Splitting the leading axis copies three
+      // contiguous blocks (splitting the channels would copy B*nW*N short rows).
       const qkv = tf.transpose(tf.reshape(this.qkv.call<tf.Tensor>(x), [bw * n, 3, c]), [1, 0, 2]);
-      const [q, k, v] = tf
-        .split(qkv, 3, 0)
-        .map((t) => tf.reshape(tf.transpose(tf.reshape(t, [bw, n, heads, d]), [0, 2, 1, 3]), [bw * heads, n, d]));
-      const logits = tf.matMul(tf.mul(q, this.scale), k, false, true); // [B*nW*heads, N, N]
-      let attn: tf.Tensor = tf.add(tf.reshape(logits, [bw, heads, n, n]), this.relativeBias());
-      if (mask) {
-        const nW = mask.shape[0];
-        attn = tf.add(tf.reshape(attn, [bw / nW, nW, heads, n, n]), tf.reshape(mask, [1, nW, 1, n, n]));
-        attn = tf.reshape(attn, [bw, heads, n, n]);
-      }
-      attn = this.attn_drop.call<tf.Tensor>(this.softmax.call<tf.Tensor>(attn));
-      const out = tf.matMul(tf.reshape(attn, [bw * heads, n, n]), v); // [B*nW*heads, N, d]
-      const merged = tf.reshape(tf.transpose(tf.reshape(out, [bw, heads, n, d]), [0, 2, 1, 3]), [bw, n, c]);
+      const [q, k, v] = tf.split(qkv, 3, 0).map((t) => splitHeads(t, bw, n, heads));
+      const merged = windowAttention(this, q, k, v, { heads, scale: this.scale, bias: this.relativeBias(), mask });
       return this.proj_drop.call<tf.Tensor3D>(this.proj.call<tf.Tensor>(merged));
     });
   }
@@ -232,21 +228,17 @@ class SwinTransformerBlock extends Module {
       if (h % ws !== 0 || w % ws !== 0)
         throw new Error(`swinir: block '${this.path}' cannot split a ${h}x${w} map into ${ws}x${ws} windows`);
       let map: tf.Tensor = tf.reshape(this.norm1.call<tf.Tensor>(x), [b, h, w, c]);
-      if (s > 0) map = rollHW(map, -s);
+      if (s > 0) map = roll2(map, -s, -s);
       const windows = windowPartition(map as tf.Tensor4D, ws, ws);
       const mask = s > 0 ? shiftedWindowMask(h, w, ws, ws, s, s) : undefined;
       let y: tf.Tensor = windowReverse(this.attn.call<tf.Tensor>(windows, mask), ws, ws, h, w);
-      if (s > 0) y = rollHW(y, s);
+      if (s > 0) y = roll2(y, s, s);
       const x1 = tf.add(x, this.drop_path.call<tf.Tensor>(tf.reshape(y, [b, l, c])));
       return tf.add(x1, this.drop_path.call<tf.Tensor>(this.mlp.call<tf.Tensor>(this.norm2.call<tf.Tensor>(x1)))) as tf.Tensor3D;
     });
   }
 }
 
-/** torch.roll(x, shifts=(k, k), dims=(1, 2)) on NHWC. */
-function rollHW(x: tf.Tensor, k: number): tf.Tensor {
-  return tf.tidy(() => roll(roll(x, k, 1), k, 2));
-}
 
 /** SwinIR's residual_group: alternating unshifted and shifted (ws/2) window blocks. */
 function swinLayer(dim: number, inputResolution: Size, depth: number, heads: number, c: SwinIRConfig): BasicLayer {
@@ -482,47 +474,37 @@ export function validateSwinIRConfig(cfg: Config | SwinIRConfig): void {
   if (c.upsampler === 'nearest+conv' && up !== 4) fail('upscale', "4 with upsampler 'nearest+conv' (the only scale it supports)");
 }
 
-registerFamily({
-  name: 'swinir',
-  defaults: SWINIR_DEFAULTS as unknown as Config,
-  validate: validateSwinIRConfig,
-  build: (config) => new SwinIR(config as unknown as SwinIRConfig),
-});
-
 // Presets: the configurations of main_test_swinir.py define_model(); counts measured on the official code.
+const PRESETS: FamilyPreset[] = [];
 const M = { embed_dim: 180, depths: [6, 6, 6, 6, 6, 6], num_heads: [6, 6, 6, 6, 6, 6], mlp_ratio: 2, window_size: 8 };
 
 const CLASSICAL: Record<number, number> = { 2: 11_752_487, 3: 11_937_127, 4: 11_900_199, 8: 12_047_911 };
 for (const [s, params] of Object.entries(CLASSICAL))
-  registerPreset({
+  PRESETS.push({
     name: `swinir-sr-x${s}`,
-    family: 'swinir',
-    description: `classical SR x${s}, SwinIR-M (DF2K s64w8; the DIV2K s48w8 weights load too)`,
+      description: `classical SR x${s}, SwinIR-M (DF2K s64w8; the DIV2K s48w8 weights load too)`,
     config: { ...M, img_size: 64, upscale: Number(s), upsampler: 'pixelshuffle', resi_connection: '1conv' },
     officialParams: params,
   });
 
 const LIGHT: Record<number, number> = { 2: 910_152, 3: 918_267, 4: 929_628 };
 for (const [s, params] of Object.entries(LIGHT))
-  registerPreset({
+  PRESETS.push({
     name: `swinir-light-sr-x${s}`,
-    family: 'swinir',
-    description: `lightweight SR x${s}, SwinIR-S (DIV2K s64w8)`,
+      description: `lightweight SR x${s}, SwinIR-S (DIV2K s64w8)`,
     config: { img_size: 64, window_size: 8, embed_dim: 60, depths: [6, 6, 6, 6], num_heads: [6, 6, 6, 6], mlp_ratio: 2, upscale: Number(s), upsampler: 'pixelshuffledirect' },
     officialParams: params,
   });
 
-registerPreset({
+PRESETS.push({
   name: 'swinir-real-sr-x4',
-  family: 'swinir',
   description: 'real-world SR x4, SwinIR-M (BSRGAN degradations, GAN; checkpoint key params_ema)',
   config: { ...M, img_size: 64, upscale: 4, upsampler: 'nearest+conv', resi_connection: '1conv' },
   officialParams: 11_715_559,
 });
 
-registerPreset({
+PRESETS.push({
   name: 'swinir-real-sr-x4-l',
-  family: 'swinir',
   description: 'real-world SR x4, SwinIR-L (3conv; checkpoint key params_ema)',
   config: {
     img_size: 64,
@@ -545,10 +527,9 @@ const RESTORE = [
   { name: 'swinir-jpeg', desc: 'colour JPEG artifact removal (q10/20/30/40 checkpoints)', in_chans: 3, jpeg: true, params: 11_492_067 },
 ];
 for (const r of RESTORE)
-  registerPreset({
+  PRESETS.push({
     name: r.name,
-    family: 'swinir',
-    description: `${r.desc}, SwinIR-M`,
+      description: `${r.desc}, SwinIR-M`,
     config: {
       ...M,
       in_chans: r.in_chans,
@@ -560,9 +541,27 @@ for (const r of RESTORE)
     officialParams: r.params,
   });
 
-registerPreset({
+PRESETS.push({
   name: 'swinir-tiny',
-  family: 'swinir',
   description: 'tiny classical SR x2 for tests: embed 12, 2 RSTBs of 2 blocks (unshifted + shifted), window 8',
   config: { img_size: 64, window_size: 8, embed_dim: 12, depths: [2, 2], num_heads: [2, 2], mlp_ratio: 2, upscale: 2, upsampler: 'pixelshuffle' },
+});
+
+registerFamily({
+  name: 'swinir',
+  defaults: SWINIR_DEFAULTS as unknown as Config,
+  validate: validateSwinIRConfig,
+  build: (config) => new SwinIR(config as unknown as SwinIRConfig),
+  presets: PRESETS,
+  // conv_first and the reconstruction (conv_before_upsample, upsample, conv_last; conv_up1/2, conv_hr for
+  // nearest+conv) are the per-task parts; each task's network gets its own upscale (SR) or upsampler '' (same size).
+  tasks: {
+    headPrefixes: () => ['conv_first', 'conv_before_upsample', 'upsample', 'conv_up1', 'conv_up2', 'conv_hr', 'conv_last'],
+    configFor(c, task) {
+      if (task.scale === 1) return { upsampler: '', upscale: 1 };
+      const up = c.upsampler === '' ? 'pixelshuffle' : (c.upsampler as string);
+      return { upsampler: up, upscale: task.scale };
+    },
+  },
+  study: { tiny: 'swinir-tiny', tinyConfig: {}, paper: 'swinir-sr-x2', paperConfig: {}, sr: (s) => `sr-x${s}` },
 });

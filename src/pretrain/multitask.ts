@@ -5,17 +5,8 @@
  * per batch. The other families are single-task networks; MultiTaskModel builds one network per task (each
  * with the configuration that task needs, e.g. SwinIR's `upscale`) and TIES their body parameters: every
  * body parameter of task t's network is the same tf.Variable as task 0's (Module.tieParameter). Which parameters
- * are task-specific is a per-family choice (TaskAdapter.headPrefixes):
- *
- *   refnet     conv_first, conv_last
- *   restormer  patch_embed (3x3 conv image -> features), output (3x3 conv features -> image)
- *   swinir     conv_first, and the reconstruction: conv_before_upsample, upsample, conv_last (+ conv_up1/2,
- *              conv_hr for nearest+conv); each task gets its own upscale (SR) or upsampler '' (same size)
- *   mprnet     shallow_feat1..3 (conv + CAB: the per-stage image-to-feature heads), tail, and the image convs of
- *              the supervised attention modules, sam12/sam23.conv2 (features -> stage image) and .conv3 (stage
- *              image -> attention): they read or write images, so they are the per-stage tails. sam*.conv1 works
- *              on features only and is shared. MPRNet's single PReLU, used by the shallow_feat CABs too, is one
- *              parameter in the official model and stays shared.
+ * are task-specific is a per-family choice: the `tasks` adapter of the family descriptor (src/models/family.ts,
+ * filled in each family's file: headPrefixes, configFor, nativeConfigFor).
  *
  * Names: the wrapper's state_dict has the body under the single-task names (encoder_level1.0.attn.qkv.weight)
  * and each task's head under heads.<task>.<single-task name> (heads.sr-x2.conv_first.weight). Hook points are
@@ -26,10 +17,11 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Module, Parameter } from '../models/module';
-import { HookFn } from '../models/hooks';
+import type { HookFn, HookRunOptions } from '../models/hooks';
 import { PaddingRule, RestorationModel, TaskKind, TaskSpec } from '../models/model';
-import { Config, createModel, getFamily, registerFamily, resolveSpec } from '../models/registry';
-import { parseDegradation, type DegradationKind } from './degradations';
+import type { TaskAdapter } from '../models/family';
+import { Config, createModel, getFamily, hasFamily, listFamilies, registerFamily, resolveSpec } from '../models/registry';
+import { parseDegradation, type DegradationKind } from '../degradations';
 
 // ------------------------------------------------------------------------------------------------ tasks
 
@@ -83,87 +75,21 @@ export function resolveBranch(model: RestorationModel, task: TaskSpec): string |
 
 // --------------------------------------------------------------------------------------------- adapters
 
-/** How a family becomes one network per task, or (native branches) one network with a branch per task. */
-export interface TaskAdapter {
-  family: string;
-  /** state_dict key prefixes (module paths) of the task-specific parts. */
-  headPrefixes(config: Config): string[];
-  /** Config overrides for the single-task network of `task` (e.g. SwinIR's upscale); throws when impossible. */
-  configFor(config: Config, task: TaskSpec): Config;
-  /** Families with native task branches (EDT): config overrides giving exactly one branch per task. */
-  nativeConfigFor?(config: Config, tasks: TaskSpec[]): Config;
-}
+export type { TaskAdapter } from '../models/family';
 
-const adapters = new Map<string, TaskAdapter>();
-
-export function registerTaskAdapter(a: TaskAdapter): void {
-  adapters.set(a.family, a);
-}
-
+/** The task adapter (head/body split) of a family: its descriptor's `tasks` (src/models/<family>.ts). */
 export function getTaskAdapter(family: string): TaskAdapter {
-  const a = adapters.get(family);
-  if (!a)
-    throw new Error(`multi-task: family '${family}' has no head/body split (families: ${[...adapters.keys()].join(', ')}); EDT models have native task branches`);
+  const a = hasFamily(family) ? getFamily(family).tasks : undefined;
+  if (!a) {
+    const split = listFamilies().filter((f) => f.tasks).map((f) => f.name);
+    throw new Error(`multi-task: family '${family}' has no head/body split (families: ${split.join(', ')}); EDT models have native task branches`);
+  }
   return a;
 }
 
 export function hasTaskAdapter(family: string): boolean {
-  return adapters.has(family);
+  return hasFamily(family) && getFamily(family).tasks !== undefined;
 }
-
-const sameSizeOnly = (family: string) => (_c: Config, task: TaskSpec): Config => {
-  if (task.scale !== 1) throw new Error(`${family} restores same-size images and cannot train task '${task.name}' (scale ${task.scale})`);
-  return {};
-};
-
-registerTaskAdapter({ family: 'refnet', headPrefixes: () => ['conv_first', 'conv_last'], configFor: sameSizeOnly('refnet') });
-registerTaskAdapter({ family: 'restormer', headPrefixes: () => ['patch_embed', 'output'], configFor: sameSizeOnly('restormer') });
-registerTaskAdapter({
-  family: 'mprnet',
-  headPrefixes: () => ['shallow_feat1', 'shallow_feat2', 'shallow_feat3', 'sam12.conv2', 'sam12.conv3', 'sam23.conv2', 'sam23.conv3', 'tail'],
-  configFor: sameSizeOnly('mprnet'),
-});
-registerTaskAdapter({
-  family: 'swinir',
-  headPrefixes: () => ['conv_first', 'conv_before_upsample', 'upsample', 'conv_up1', 'conv_up2', 'conv_hr', 'conv_last'],
-  configFor(c, task) {
-    if (task.scale === 1) return { upsampler: '', upscale: 1 };
-    const up = c.upsampler === '' ? 'pixelshuffle' : (c.upsampler as string);
-    return { upsampler: up, upscale: task.scale };
-  },
-});
-
-const EDT_RAIN: Record<string, string> = { 'dr-light': 'L', 'dr-heavy': 'H' };
-
-function edtBranches(config: Config, tasks: TaskSpec[]): Config {
-  const scales: number[] = [];
-  const noise: number[] = [];
-  const rain: string[] = [];
-  for (const t of tasks) {
-    const dn = /^dn-(\d+)$/.exec(t.name);
-    if (t.kind === 'sr' && t.name === `sr-x${t.scale}`) scales.push(t.scale);
-    else if (dn) noise.push(Number(dn[1]));
-    else if (EDT_RAIN[t.name]) rain.push(EDT_RAIN[t.name]);
-    else throw new Error(`edt has branches for sr-x<s>, dn-<integer sigma>, dr-light and dr-heavy only, not '${t.name}'`);
-  }
-  void config;
-  return { SCALES: scales, NOISE_LEVELS: noise, RAIN_LEVELS: rain };
-}
-
-/** EDT's task parts are its per-branch heads and tails: head_<suffix>, tail_<suffix> (sr_x2, dn_g25, dr_L). */
-registerTaskAdapter({
-  family: 'edt',
-  headPrefixes: (c) => {
-    const suffixes = [
-      ...((c.SCALES as number[]) ?? []).map((s) => `sr_x${s}`),
-      ...((c.NOISE_LEVELS as number[]) ?? []).map((n) => `dn_g${n}`),
-      ...((c.RAIN_LEVELS as string[]) ?? []).map((r) => `dr_${r}`),
-    ];
-    return suffixes.flatMap((s) => [`head_${s}`, `tail_${s}`]);
-  },
-  configFor: (c, task) => edtBranches(c, [task]),
-  nativeConfigFor: edtBranches,
-});
 
 export function isHeadKey(key: string, prefixes: readonly string[]): boolean {
   return prefixes.some((p) => key === p || key.startsWith(`${p}.`));
@@ -175,7 +101,7 @@ export function isHeadKey(key: string, prefixes: readonly string[]): boolean {
  */
 export function createTaskModel(spec: string, task: TaskSpec, opts: { config?: Config; seed?: number } = {}): RestorationModel {
   const { family, config } = resolveSpec(spec, opts.config);
-  const adapter = adapters.get(family.name);
+  const adapter = family.tasks;
   if (adapter?.nativeConfigFor) {
     const model = createModel(spec, { config: { ...(opts.config ?? {}), ...adapter.nativeConfigFor(config, [task]) }, seed: opts.seed });
     resolveBranch(model, task);
@@ -205,7 +131,7 @@ export function createTaskModel(spec: string, task: TaskSpec, opts: { config?: C
 export function createTrainModel(spec: string, tasks: TaskSpec[], opts: { config?: Config; seed?: number } = {}): RestorationModel {
   if (tasks.length === 1) return createTaskModel(spec, tasks[0], opts);
   const { family, config } = resolveSpec(spec, opts.config);
-  const adapter = adapters.get(family.name);
+  const adapter = family.tasks;
   if (adapter?.nativeConfigFor) {
     const model = createModel(spec, { config: { ...(opts.config ?? {}), ...adapter.nativeConfigFor(config, tasks) }, seed: opts.seed });
     tasks.forEach((t) => resolveBranch(model, t));
@@ -341,8 +267,8 @@ export class MultiTaskModel extends RestorationModel {
     return this.taskNetwork(task).runWithCache(x, names, this.branch(task));
   }
 
-  override runWithHooks(x: tf.Tensor4D, hooks: Record<string, HookFn | HookFn[]>, task?: string): tf.Tensor4D {
-    return this.taskNetwork(task).runWithHooks(x, hooks, this.branch(task));
+  override runWithHooks(x: tf.Tensor4D, hooks: Record<string, HookFn | HookFn[]>, task?: string, opts: HookRunOptions = {}): tf.Tensor4D {
+    return this.taskNetwork(task).runWithHooks(x, hooks, this.branch(task), opts);
   }
 
   /** Body under single-task names, then each task's head under heads.<task>.<name>. */
