@@ -11,6 +11,9 @@
  * Difference from BasicSR: BasicSR rounds Y to float32; Y is float64 here (differences ~1e-5 dB and below).
  */
 import type { ImageF32 } from '../io/types';
+import type { TaskSpec } from '../models/model';
+import { srFactor } from '../degradations';
+import { mean } from '../util/stats';
 
 export interface MetricOptions {
   /** Pixels removed on each side before measuring (the SR scale in SR papers). Default 0. */
@@ -195,6 +198,17 @@ export function evaluateBatch(restored: ImageF32[], targets: ImageF32[], opts: M
   }
   const p = restored.map((r, i) => psnr(r, targets[i], opts));
   const s = restored.map((r, i) => ssim(r, targets[i], opts));
-  const mean = (v: number[]) => v.reduce((acc, x) => acc + x, 0) / v.length;
   return { psnr: p, ssim: s, meanPsnr: mean(p), meanSsim: mean(s) };
+}
+
+/**
+ * The metric conventions of a task, the one rule every trainer, study and report uses (BasicSR): super-resolution
+ * (true SR 'sr-x<s>', pre-upsampled 'sr-up-x<s>', real-world 'real-sr-x<s>') is measured on the Y channel with a
+ * border of the SR factor cropped; every other task on all channels, uncropped; outputs quantised to 8 bits.
+ */
+export function metricOptionsFor(task: TaskSpec): MetricOptions {
+  if (task.kind !== 'sr' && task.kind !== 'real-sr') return { cropBorder: 0, testYChannel: false, quantize: true };
+  // Pre-upsampled SR keeps the size (scale 1); its factor is in the degradation name.
+  const factor = task.scale > 1 ? task.scale : srFactor(task.degradation ?? task.name);
+  return { cropBorder: factor, testYChannel: true, quantize: true };
 }

@@ -24,7 +24,8 @@ import type { ImageF32 } from '../io/types';
 import { centerCrop, convertChannels, imageToTensor } from '../io/image';
 import type { RestorationModel, TaskSpec } from '../models/model';
 import { compilePatterns, type HookFn } from '../models/hooks';
-import { parseDegradation, type Degradation } from '../pretrain/degradations';
+import { parseDegradation, type Degradation } from '../degradations';
+import { lcm } from '../util/stats';
 import { backendInfo } from '../engine/backend';
 import { Rng } from '../util/rng';
 import { IRLENS_VERSION } from '../version';
@@ -253,11 +254,7 @@ export function studySizeUnit(model: RestorationModel, taskName?: string): numbe
  * multiple of their units, at least one unit). 128 for restormer-tiny vs swinir-tiny; 96 with edt-tiny (unit 48).
  */
 export function defaultStudySize(sides: { model: RestorationModel; task?: string }[], target = 128): [number, number] {
-  const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
-  const unit = sides.reduce((l, s) => {
-    const u = studySizeUnit(s.model, s.task);
-    return (l * u) / gcd(l, u);
-  }, 1);
+  const unit = lcm(...sides.map((s) => studySizeUnit(s.model, s.task)));
   const side = Math.max(unit, Math.floor(target / unit) * unit);
   return [side, side];
 }

@@ -16,15 +16,14 @@ import { loadModelSpec, type LoadedModel } from '../models';
 import { compilePatterns } from '../models/hooks';
 import { builtinImages, loadBuiltinImages } from '../io/builtin';
 import { listImages, loadImages } from '../io/folder';
-import { readNpy, type NpyArray } from '../io/npy';
-import { gram, mat, type Kernel, type Mat } from '../analysis/gram';
-import { assertEnoughExamples, minExamples, type Estimator } from '../analysis/hsic';
-import { MinibatchCKA } from '../analysis/minibatch-cka';
+import type { Kernel } from '../analysis/gram';
+import { activationFilesCka } from '../analysis/activations';
+import { minExamples, type Estimator } from '../analysis/hsic';
 import { featureSettings, FEATURE_MODES, type FeatureMode } from '../analysis/features';
 import { bestMatches, checkStudySize, defaultStudySize, layerSimilarity, type ImageSource, type NamedImage, type SimilarityResult } from '../analysis/similarity';
 import { estimatorName, writeCkaReport, type CkaReportFiles } from '../analysis/report/cka-report';
-import { requireFile } from '../util/fs';
-import { parseNonNegativeInt, parsePositiveInt, parseSize, startBackend } from './common';
+import { naming, namingAsync } from '../util/errors';
+import { choiceOption, flagName, givenOptions, parseList, parseNonNegativeInt, parseNumber, parsePositiveInt, parseSize, startBackend } from './common';
 
 export const CKA_DEFAULTS = { batch: 10, size: 128, kernel: 'linear', estimator: 'unbiased', mode: 'flatten', seed: 0 } as const;
 
@@ -52,56 +51,21 @@ export interface CkaCliOptions {
   json?: boolean;
 }
 
-function choice<T extends string>(option: string, values: readonly T[]) {
-  return (text: string): T => {
-    if (!(values as readonly string[]).includes(text)) throw new Error(`${option}: expected one of ${values.join(', ')}, got '${text}'`);
-    return text as T;
-  };
-}
-
-function positiveNumber(option: string) {
-  return (text: string): number => {
-    const v = Number(text);
-    if (text.trim() === '' || !Number.isFinite(v) || v <= 0) throw new Error(`${option}: expected a number > 0, got '${text}'`);
-    return v;
-  };
-}
-
+/** Comma-separated hook point globs, kept as the typed text (split where used). */
 function globList(option: string) {
+  const check = parseList(option, 'comma-separated hook point globs');
   return (text: string): string => {
-    if (text.split(',').some((g) => g.trim() === '')) throw new Error(`${option}: expected comma-separated hook point globs, got '${text}'`);
+    check(text);
     return text;
   };
 }
 
 const splitGlobs = (text: string | undefined) => (text === undefined ? undefined : text.split(',').map((g) => g.trim()));
 const isNpy = (spec: string) => spec.toLowerCase().endsWith('.npy');
+/** Model errors name --task; under --task-a/--task-b that prefix goes. */
+const TASK_PREFIX = /^--task: /;
 
-/** Rethrows `fn`'s error with `option: ` in front (unless it already names it). */
-function naming<T>(option: string, fn: () => T): T {
-  try {
-    return fn();
-  } catch (e) {
-    const msg = (e as Error).message.split('\n')[0];
-    throw new Error(msg.startsWith(option) ? msg : `${option}: ${msg.replace(/^--task: /, '')}`);
-  }
-}
 
-async function namingAsync<T>(option: string, fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (e) {
-    const msg = (e as Error).message.split('\n')[0];
-    throw new Error(msg.startsWith(option) ? msg : `${option}: ${msg}`);
-  }
-}
-
-/** Options the user typed (not defaults). */
-function given(cmd: Command): Set<string> {
-  return new Set(Object.keys(cmd.opts()).filter((k) => cmd.getOptionValueSource(k) === 'cli'));
-}
-
-const flagName = (key: string) => `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
 
 /** File-name-safe form of a model label. */
 function safeName(label: string): string {
@@ -120,65 +84,23 @@ function outBase(out: string | undefined, labelA: string, labelB: string): strin
 // ---------------------------------------------------------------------------------------------------------------
 // Two .npy activation matrices
 
-/** An n x p float64 matrix from a .npy array of rank >= 2 (trailing dimensions flattened per example). */
-export function npyToMat(arr: NpyArray, what: string): Mat {
-  if (arr.shape.length < 2) throw new Error(`${what}: expected an n x p activation matrix (rank >= 2), got shape (${arr.shape.join(', ')})`);
-  const n = arr.shape[0];
-  const p = arr.shape.slice(1).reduce((a, b) => a * b, 1);
-  const data = new Float64Array(n * p);
-  for (let i = 0; i < data.length; i++) data[i] = Number(arr.data[i]);
-  return mat(n, p, data);
-}
-
 const NPY_ONLY_MODEL_OPTIONS = ['data', 'images', 'batch', 'size', 'task', 'taskA', 'taskB', 'layersA', 'layersB', 'mode', 'maxPixels', 'initSeedA', 'initSeedB', 'out'];
 
 function runNpy(fileA: string, fileB: string, o: CkaCliOptions, typed: Set<string>): void {
   const bad = NPY_ONLY_MODEL_OPTIONS.find((k) => typed.has(k));
   if (bad) throw new Error(`${flagName(bad)}: does not apply to two .npy activation matrices (it is a model-study option)`);
-  requireFile(fileA, 'A');
-  requireFile(fileB, 'B');
-  const X = naming('A', () => npyToMat(readNpy(fileA), `A '${fileA}'`));
-  const Y = naming('B', () => npyToMat(readNpy(fileB), `B '${fileB}'`));
-  if (X.rows !== Y.rows)
-    throw new Error(`B: '${fileB}' has ${Y.rows} rows but '${fileA}' has ${X.rows}; rows must be the same examples in the same order`);
-  naming('--estimator', () => assertEnoughExamples(X.rows, o.estimator, `${X.rows} rows`));
-  const K = gram(X, o.kernel, { threshold: o.threshold });
-  const L = gram(Y, o.kernel, { threshold: o.threshold });
-  // One "minibatch" holding every row: the value equals ckaFromGrams(K, L) and bootstrap/permutation come free.
-  const acc = new MinibatchCKA(['A'], ['B'], { estimator: o.estimator, bootstrap: o.bootstrap, permutation: o.permutation, seed: o.seed });
-  acc.update([K.data], [L.data], X.rows);
-  const r = acc.result();
-  const value = r.matrix[0][0];
-  const out = {
-    value,
-    flag: r.flags[0][0],
-    ...(r.ci ? { ci: r.ci[0][0], ciRaw: r.ciRaw![0][0] } : {}),
-    ...(r.permutation ? { permutation: r.permutation[0][0] } : {}),
-    n: X.rows,
-    p: X.cols,
-    q: Y.cols,
-    files: { a: fileA, b: fileB },
-    settings: {
-      kernel: o.kernel,
-      threshold: o.threshold,
-      estimator: o.estimator,
-      bootstrap: o.bootstrap,
-      permutation: o.permutation ?? false,
-      seed: o.seed,
-      rows: 'examples (same order in both files); trailing dimensions flattened into features',
-    },
-  };
+  const out = activationFilesCka(fileA, fileB, o);
   if (o.json) {
     process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
     return;
   }
-  const lines = [value === null ? `null (${r.flags[0][0]})` : String(value)];
-  if (r.ci) lines.push(`ci95 ${r.ci[0][0].lo} ${r.ci[0][0].hi}`);
-  if (r.permutation) lines.push(`permutation ${r.permutation[0][0]}`);
+  const lines = [out.value === null ? `null (${out.flag})` : String(out.value)];
+  if (out.ci) lines.push(`ci95 ${out.ci.lo} ${out.ci.hi}`);
+  if (out.permutation !== undefined) lines.push(`permutation ${out.permutation}`);
   process.stdout.write(`${lines.join('\n')}\n`);
   process.stderr.write(
     `irlens: ${o.estimator === 'unbiased' ? 'debiased CKA (unbiased HSIC1)' : 'CKA (biased HSIC0)'}, ${o.kernel} kernel, ` +
-      `n=${X.rows}, p=${X.cols}, q=${Y.cols}\n`,
+      `n=${out.n}, p=${out.p}, q=${out.q}\n`,
   );
 }
 
@@ -298,8 +220,8 @@ async function runModels(specA: string, specB: string, o: CkaCliOptions, backend
     const labelB = B?.label ?? A.label;
     // Everything the user typed is checked before any image is read or any file written.
     const taskOpt = (ab: 'a' | 'b') => (ab === 'a' ? (o.taskA !== undefined ? '--task-a' : '--task') : o.taskB !== undefined ? '--task-b' : '--task');
-    naming(taskOpt('a'), () => A.model.task(taskA));
-    naming(taskOpt('b'), () => modelB.task(taskB));
+    naming(taskOpt('a'), () => A.model.task(taskA), TASK_PREFIX);
+    naming(taskOpt('b'), () => modelB.task(taskB), TASK_PREFIX);
     if (layersA) naming('--layers-a', () => compilePatterns(A.model, layersA));
     if (layersB) naming('--layers-b', () => compilePatterns(modelB, layersB));
     const size = sizeGiven ?? defaultStudySize([{ model: A.model, task: taskA }, { model: modelB, task: taskB }], CKA_DEFAULTS.size);
@@ -368,10 +290,10 @@ export function ckaCommand(): Command {
     .option('--task-b <name>', 'task branch of B (overrides --task)')
     .option('--layers-a <globs>', 'comma-separated hook point globs of A (default: the model\'s default layers)', globList('--layers-a'))
     .option('--layers-b <globs>', 'comma-separated hook point globs of B (default: the model\'s default layers; --layers-a when B is A)', globList('--layers-b'))
-    .option('--kernel <k>', 'linear or rbf', choice('--kernel', ['linear', 'rbf'] as const), CKA_DEFAULTS.kernel)
-    .option('--threshold <x>', 'rbf bandwidth: sigma^2 = x^2 * median squared distance', positiveNumber('--threshold'), 1)
-    .option('--estimator <e>', 'unbiased (HSIC1, debiased CKA; >= 4 images per batch) or biased (HSIC0)', choice('--estimator', ['unbiased', 'biased'] as const), CKA_DEFAULTS.estimator)
-    .option('--mode <m>', 'features per image: flatten (H*W*C), pool (C), pixels (positions as examples)', choice('--mode', FEATURE_MODES), CKA_DEFAULTS.mode)
+    .addOption(choiceOption('--kernel <k>', 'linear or rbf', ['linear', 'rbf'] as const, CKA_DEFAULTS.kernel))
+    .option('--threshold <x>', 'rbf bandwidth: sigma^2 = x^2 * median squared distance', parseNumber('--threshold', 0, true), 1)
+    .addOption(choiceOption('--estimator <e>', 'unbiased (HSIC1, debiased CKA; >= 4 images per batch) or biased (HSIC0)', ['unbiased', 'biased'] as const, CKA_DEFAULTS.estimator))
+    .addOption(choiceOption('--mode <m>', 'features per image: flatten (H*W*C), pool (C), pixels (positions as examples)', FEATURE_MODES, CKA_DEFAULTS.mode))
     .option('--max-pixels <n>', 'pixels mode: positions per image (default 64)', parsePositiveInt('--max-pixels'))
     .option('--bootstrap <n>', 'bootstrap replicates for 95% intervals (0 = off)', parseNonNegativeInt('--bootstrap'), 0)
     .option('--permutation', 'also compute the shuffled-pairing baseline')
@@ -384,7 +306,7 @@ export function ckaCommand(): Command {
       const specB = b ?? a;
       if (isNpy(a) !== isNpy(specB))
         throw new Error(`${isNpy(a) ? 'B' : 'A'}: give two .npy activation matrices or two model specs, not one of each`);
-      if (isNpy(a)) return runNpy(a, specB, o, given(cmd));
+      if (isNpy(a)) return runNpy(a, specB, o, new Set(givenOptions(cmd)));
       return runModels(a, specB, o, cmd.optsWithGlobals().backend as string | undefined);
     });
 }

@@ -1,10 +1,11 @@
 /**
- * `irlens pretrain study`: the EDT pre-training study (src/pretrain/study.ts) from the command line. A preset
+ * `irlens pretrain study`: the EDT pre-training study (src/pretrain/study/) from the command line. A preset
  * gives every setting; options override single ones; --resume continues the study in --run-dir with its stored
- * settings (options given explicitly must agree with them).
+ * settings (options given explicitly must agree with them). runStudy returns the result; this command writes
+ * the report (writeStudyReport) and prints the summary.
  */
 import { Command } from 'commander';
-import { parseNonNegativeInt, parsePositiveInt, startBackend } from './common';
+import { choiceOption, flagName, givenOptions, parseList, parseNonNegativeInt, parsePositiveInt, startBackend } from './common';
 import {
   buildStudyConfig,
   type StudyOverrides,
@@ -15,13 +16,14 @@ import {
   planStudy,
   readStudyConfig,
   runStudy,
+  studyArchs,
   studySplit,
-  STUDY_ARCHS,
   STUDY_ARMS,
   STUDY_PRESETS,
   type StudyArch,
   type StudyConfig,
   type StudyPreset,
+  writeStudyReport,
 } from '../pretrain/study';
 
 interface StudyCliOptions extends StudyOverrides {
@@ -33,21 +35,6 @@ interface StudyCliOptions extends StudyOverrides {
   resume?: boolean;
   dryRun?: boolean;
   progress: boolean;
-}
-
-function choice<T extends string>(option: string, values: readonly T[]) {
-  return (text: string): T => {
-    if (!(values as readonly string[]).includes(text)) throw new Error(`${option}: expected one of ${values.join(', ')}, got '${text}'`);
-    return text as T;
-  };
-}
-
-function list(option: string) {
-  return (text: string): string[] => {
-    const items = text.split(',').map((s) => s.trim());
-    if (items.some((s) => s === '')) throw new Error(`${option}: expected a comma-separated list, got '${text}'`);
-    return items;
-  };
 }
 
 function parseSplit(text: string): [number, number, number] {
@@ -77,11 +64,10 @@ function configFromOptions(o: StudyCliOptions): StudyConfig {
 /** --resume: the stored settings, after checking that options given explicitly rebuild the same values. */
 function resumeConfig(cmd: Command, o: StudyCliOptions, runDir: string): StudyConfig {
   const stored = readStudyConfig(runDir);
-  const given = Object.keys(cmd.opts()).filter((k) => !PROCESS_OPTIONS.has(k) && cmd.getOptionValueSource(k) === 'cli');
+  const given = givenOptions(cmd, PROCESS_OPTIONS);
   if (given.length === 0) return stored;
   const rebuilt = configFromOptions({ ...o, arch: cmd.getOptionValueSource('arch') === 'cli' ? o.arch : stored.arch, preset: cmd.getOptionValueSource('preset') === 'cli' ? o.preset : stored.preset });
   for (const k of given) {
-    const flag = `--${k.replace(/[A-Z]/g, (ch) => `-${ch.toLowerCase()}`)}`;
     const field: Record<string, (c: StudyConfig) => unknown> = {
       arch: (c) => c.arch,
       preset: (c) => c.preset,
@@ -98,7 +84,7 @@ function resumeConfig(cmd: Command, o: StudyCliOptions, runDir: string): StudyCo
     };
     const get = field[k];
     if (get && JSON.stringify(get(rebuilt)) !== JSON.stringify(get(stored)))
-      throw new Error(`--resume: ${flag} gives ${JSON.stringify(get(rebuilt))} but the study in '${runDir}' has ${JSON.stringify(get(stored))}; a resumed study keeps its settings`);
+      throw new Error(`--resume: ${flagName(k)} gives ${JSON.stringify(get(rebuilt))} but the study in '${runDir}' has ${JSON.stringify(get(stored))}; a resumed study keeps its settings`);
   }
   return stored;
 }
@@ -123,10 +109,10 @@ function printPlan(c: StudyConfig): void {
 export function studyCommand(): Command {
   return new Command('study')
     .description("the EDT pre-training study at equal compute: scratch vs single-, related- and unrelated-task pre-training, fine-tuned on each target; PSNR/SSIM over seeds, curves and CKA in reports/pretrain-study-<arch>.{html,json}")
-    .option('--arch <name>', `architecture: ${STUDY_ARCHS.join(', ')}`, choice('--arch', STUDY_ARCHS), 'edt')
-    .option('--preset <name>', 'smoke (a couple of minutes), cpu (a 2-core machine, < 45 min), paper (the EDT paper settings, for GPUs)', choice('--preset', STUDY_PRESETS), 'cpu')
-    .option('--targets <list>', 'target tasks (default sr-x2,dn-25; sr-up-x2 for same-size networks)', list('--targets'))
-    .option('--arms <list>', `arms (default all: ${STUDY_ARMS.join(',')}); scratch is required`, list('--arms'))
+    .addOption(choiceOption('--arch <name>', 'architecture (the families with a study slot)', studyArchs(), 'edt'))
+    .addOption(choiceOption('--preset <name>', 'smoke (a couple of minutes), cpu (a 2-core machine, < 45 min), paper (the EDT paper settings, for GPUs)', STUDY_PRESETS, 'cpu'))
+    .option('--targets <list>', 'target tasks (default sr-x2,dn-25; sr-up-x2 for same-size networks)', parseList('--targets'))
+    .option('--arms <list>', `arms (default all: ${STUDY_ARMS.join(',')}); scratch is required`, parseList('--arms'))
     .option('--seeds <n>', 'number of seeds (0..n-1)', parsePositiveInt('--seeds'))
     .option('--steps-pretrain <n>', 'pre-training steps', parsePositiveInt('--steps-pretrain'))
     .option('--steps-finetune <n>', 'fine-tuning steps (scratch gets pre-train + fine-tune steps)', parsePositiveInt('--steps-finetune'))
@@ -151,18 +137,20 @@ export function studyCommand(): Command {
         return;
       }
       const t0 = performance.now();
+      const out = o.out ?? defaultStudyOut(config.arch);
       const result = await runStudy(config, runDir, {
         resume: o.resume,
         progress: o.progress,
-        out: o.out ?? defaultStudyOut(config.arch),
         command: `irlens pretrain study ${process.argv.slice(process.argv.indexOf('study') + 1).join(' ')}`.trim(),
         notify: (line) => process.stderr.write(`${line}\n`),
       });
+      const files = await writeStudyReport(result, out);
+      process.stderr.write(`irlens: study report ${files.html}, ${files.json}\n`);
       const lines = result.summary.map(
         (s) =>
           `${s.target.padEnd(10)} ${s.arm.padEnd(10)} PSNR ${s.psnr.mean.toFixed(2)} ± ${s.psnr.std.toFixed(2)} dB  SSIM ${s.ssim.mean.toFixed(4)} ± ${s.ssim.std.toFixed(4)}` +
           (s.deltaPsnr ? `  Δ ${s.deltaPsnr.mean >= 0 ? '+' : ''}${s.deltaPsnr.mean.toFixed(2)} ± ${s.deltaPsnr.std.toFixed(2)} dB` : ''),
       );
-      process.stdout.write(`${lines.join('\n')}\nstudy finished in ${((performance.now() - t0) / 60000).toFixed(1)} min; report ${o.out ?? defaultStudyOut(config.arch)}.html\n`);
+      process.stdout.write(`${lines.join('\n')}\nstudy finished in ${((performance.now() - t0) / 60000).toFixed(1)} min; report ${files.html}\n`);
     });
 }

@@ -1,39 +1,36 @@
 /**
  * `irlens pretrain train` and `irlens pretrain finetune`: (multi-task) training and fine-tuning runs with
  * checkpoints, exact --resume, evaluation and a JSONL log (see src/pretrain/trainer.ts).
- *
- * Runnable on its own as well (`npx tsx src/cli/pretrain.ts pretrain train ...`), which the resume test uses.
+
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Command, Option } from 'commander';
+import { Command } from 'commander';
 import '../models';
 import { parseConfigJson } from '../models/spec';
-import { resolveSpec } from '../models/registry';
-import { startBackend, parseNonNegativeInt, parsePositiveInt } from './common';
+import { defaultLoss, resolveSpec, trainingDefaults } from '../models/registry';
+import { choiceOption, flagName, givenOptions, parseList, parseNonNegativeInt, parseNumber, parsePositiveInt, startBackend } from './common';
 import { studyCommand } from './pretrain-study';
 import {
   DEFAULT_OPTIMIZER,
   LOSS_NAMES,
   OPTIMIZER_KINDS,
   parseLossName,
+  checkpointFamily,
+  namedSchedule,
   readJsonFile,
-  readSafetensorsMetadata,
-  restormerSchedule,
   RUN_FILE,
+  SCHEDULE_NAMES,
   runTraining,
   scaleProgressive,
   parseStages,
   type LossName,
   type OptimizerKind,
   type RunSpec,
-  type ScheduleSpec,
+  type ScheduleName,
   type Stage,
   type TaskOrder,
 } from '../pretrain';
-
-const SCHEDULES = ['cosine', 'constant', 'restormer', 'multistep'] as const;
-type ScheduleName = (typeof SCHEDULES)[number];
 
 interface CommonOptions {
   steps: number;
@@ -79,30 +76,6 @@ interface FinetuneCliOptions extends CommonOptions {
   task?: string;
 }
 
-function parseNumber(option: string, min = 0, exclusive = false) {
-  return (text: string): number => {
-    const v = Number(text);
-    if (!Number.isFinite(v) || v < min || (exclusive && v === min))
-      throw new Error(`${option}: expected a number ${exclusive ? '>' : '>='} ${min}, got '${text}'`);
-    return v;
-  };
-}
-
-function parseList(option: string) {
-  return (text: string): string[] => {
-    const items = text.split(',').map((s) => s.trim());
-    if (items.length === 0 || items.some((s) => s === '')) throw new Error(`${option}: expected a comma-separated list, got '${text}'`);
-    return items;
-  };
-}
-
-function parseChoice<T extends string>(option: string, choices: readonly T[]) {
-  return (text: string): T => {
-    if ((choices as readonly string[]).includes(text)) return text as T;
-    throw new Error(`${option}: expected one of ${choices.join(', ')}, got '${text}'`);
-  };
-}
-
 function parseBetas(text: string): [number, number] {
   const parts = text.split(',').map(Number);
   if (parts.length !== 2 || !parts.every((b) => Number.isFinite(b) && b >= 0 && b < 1)) throw new Error(`--betas: expected B1,B2 in [0,1), got '${text}'`);
@@ -123,16 +96,19 @@ function addCommonOptions(cmd: Command): Command {
     .option('--lr <x>', 'peak learning rate', parseNumber('--lr', 0, true), 2e-4)
     .option('--min-lr <x>', 'final learning rate of the cosine schedules', parseNumber('--min-lr'), 1e-6)
     .addOption(
-      new Option('--schedule <name>', "cosine (warm-up + one cosine), constant, restormer (BasicSR cyclic cosine: constant for 92/300 of the steps, then cosine), multistep (SwinIR: halve at 50/80/90/95%)")
-        .choices(SCHEDULES)
-        .default('cosine'),
+      choiceOption(
+        '--schedule <name>',
+        'cosine (warm-up + one cosine), constant, restormer (BasicSR cyclic cosine: constant for 92/300 of the steps, then cosine), multistep (SwinIR: halve at 50/80/90/95%)',
+        SCHEDULE_NAMES,
+        'cosine',
+      ),
     )
     .option('--warmup <n>', 'linear warm-up steps', parseNonNegativeInt('--warmup'), 0)
-    .addOption(new Option('--optimizer <name>', 'adamw (decoupled weight decay) or adam').choices(OPTIMIZER_KINDS).default('adamw'))
+    .addOption(choiceOption('--optimizer <name>', 'adamw (decoupled weight decay) or adam', OPTIMIZER_KINDS, 'adamw'))
     .option('--weight-decay <x>', 'weight decay (default 1e-4 for adamw, 0 for adam)', parseNumber('--weight-decay'))
     .option('--betas <b1,b2>', 'Adam betas', parseBetas, [0.9, 0.999] as [number, number])
     .option('--clip-norm <x>', 'clip gradients by global norm (0 = off; Restormer uses 0.01)', parseNumber('--clip-norm'), 0)
-    .addOption(new Option('--loss <name>', `training loss (default: mprnet for MPRNet, else l1)`).choices(LOSS_NAMES))
+    .addOption(choiceOption('--loss <name>', "training loss (default: the family's, mprnet for MPRNet, else l1)", LOSS_NAMES))
     .option('--eval-every <n>', 'evaluate on the held-out images every N steps (0 = at the end only)', parseNonNegativeInt('--eval-every'), 500)
     .option('--ckpt-every <n>', 'checkpoint every N steps (0 = at the end only)', parseNonNegativeInt('--ckpt-every'), 500)
     .option('--log-every <n>', 'write a train line to train.jsonl every N steps', parsePositiveInt('--log-every'), 1)
@@ -146,49 +122,19 @@ function addCommonOptions(cmd: Command): Command {
     .option('--eval-size <n>', 'centre-crop evaluation images to at most N pixels (0 = whole images)', parseNonNegativeInt('--eval-size'), 0)
     .option('--seed <n>', 'seed of initialisation, data sampling and task choice', parseNonNegativeInt('--seed'), 0)
     .option('--progressive [stages]', "progressive patch/batch: STEPS:PATCH:BATCH,... or, without a value, Restormer's schedule scaled to --steps/--patch/--batch")
-    .addOption(new Option('--task-order <order>', 'which task each batch trains').choices(['round-robin', 'random']).default('round-robin'))
+    .addOption(choiceOption('--task-order <order>', 'which task each batch trains', ['round-robin', 'random'] as const, 'round-robin'))
     .option('--task-weights <w,...>', "task probabilities for --task-order random (default equal)", parseWeights)
-    .addOption(new Option('--freeze <part>', 'none, or body (train the task heads/tails only)').choices(['none', 'body']).default('none'))
+    .addOption(choiceOption('--freeze <part>', 'none, or body (train the task heads/tails only)', ['none', 'body'] as const, 'none'))
     .option('--keep-checkpoints <n>', 'checkpoint directories to keep', parsePositiveInt('--keep-checkpoints'), 1)
     .option('--no-progress', 'no progress bar');
 }
 
-function scheduleFor(o: CommonOptions): ScheduleSpec {
-  switch (o.schedule) {
-    case 'constant':
-      return { kind: 'constant', lr: o.lr };
-    case 'cosine':
-      return { kind: 'cosine', lr: o.lr, minLr: o.minLr, total: o.steps, warmup: o.warmup };
-    case 'restormer':
-      return { ...(restormerSchedule(o.steps, o.lr, o.minLr) as Extract<ScheduleSpec, { kind: 'cyclic-cosine' }>), warmup: o.warmup };
-    case 'multistep':
-      return { kind: 'multistep', lr: o.lr, milestones: [0.5, 0.8, 0.9, 0.95].map((f) => Math.round(f * o.steps)), gamma: 0.5, warmup: o.warmup };
-  }
-}
 
-/** The multiple that patch sizes of a preset are rounded to for --progressive without stages. */
+/** The multiple that patch sizes of a preset are rounded to for --progressive without stages (its family's training defaults). */
 function patchMultiple(model: string | undefined, config: Record<string, unknown>): number {
-  if (!model) return 8;
-  try {
-    const { family, config: c } = resolveSpec(model, config);
-    if (family.name === 'swinir') return Number(c.window_size) || 8;
-    return family.name === 'refnet' ? 1 : 8;
-  } catch {
-    return 8;
-  }
+  return model ? trainingDefaults(model, config).patchMultiple : 8;
 }
 
-/** The architecture family of an irlens checkpoint (the base family of a multi-task one), if it says. */
-function checkpointFamily(file: string): string | undefined {
-  const meta = readSafetensorsMetadata(file);
-  if (meta['irlens.family'] !== 'multitask') return meta['irlens.family'];
-  try {
-    const c = JSON.parse(meta['irlens.config'] ?? '{}') as { model?: string; config?: Record<string, unknown> };
-    return c.model ? resolveSpec(c.model, c.config ?? {}).family.name : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 function buildSpec(command: 'train' | 'finetune', o: TrainCliOptions & FinetuneCliOptions, raw: Record<string, unknown>): RunSpec {
   if (o.data && (o.lqDir || o.gtDir)) throw new Error('--data and --lq-dir/--gt-dir are exclusive');
@@ -208,7 +154,7 @@ function buildSpec(command: 'train' | 'finetune', o: TrainCliOptions & FinetuneC
     if (sum !== o.steps) throw new Error(`--progressive: the stages add up to ${sum} steps but --steps is ${o.steps}`);
   }
   const family = command === 'train' ? resolveSpec(o.model!, modelConfig).family.name : checkpointFamily(o.from!);
-  const loss: LossName = o.loss ?? (family === 'mprnet' ? 'mprnet' : 'l1');
+  const loss: LossName = o.loss ?? parseLossName(defaultLoss(family));
   return {
     format: 'irlens-run/1',
     command,
@@ -231,7 +177,7 @@ function buildSpec(command: 'train' | 'finetune', o: TrainCliOptions & FinetuneC
         beta2: o.betas[1],
         weightDecay: o.weightDecay ?? (o.optimizer === 'adamw' ? 1e-4 : 0),
       },
-      schedule: scheduleFor(o),
+      schedule: namedSchedule(o.schedule, { lr: o.lr, minLr: o.minLr, steps: o.steps, warmup: o.warmup }),
       clipNorm: o.clipNorm,
       evalEvery: o.evalEvery,
       ckptEvery: o.ckptEvery,
@@ -252,13 +198,11 @@ const PROCESS_OPTIONS = new Set(['runDir', 'resume', 'progress', 'backend']);
 /** With --resume, options given explicitly must equal the stored run's (one-line error otherwise). */
 function checkResumeOptions(cmd: Command, runDir: string): void {
   const stored = readJsonFile<RunSpec & { cli?: Record<string, unknown> }>(path.join(runDir, RUN_FILE), '--resume');
-  const given = Object.keys(cmd.opts()).filter((k) => !PROCESS_OPTIONS.has(k) && cmd.getOptionValueSource(k) === 'cli');
-  for (const k of given) {
+  for (const k of givenOptions(cmd, PROCESS_OPTIONS)) {
     const now = JSON.stringify(cmd.opts()[k]);
     const then = JSON.stringify(stored.cli?.[k]);
     if (now !== then) {
-      const flag = `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
-      throw new Error(`--resume: ${flag} ${now} differs from the run's ${then ?? '(not given)'}; a resumed run keeps its options`);
+      throw new Error(`--resume: ${flagName(k)} ${now} differs from the run's ${then ?? '(not given)'}; a resumed run keeps its options`);
     }
   }
 }
@@ -312,25 +256,4 @@ export function pretrainCommand(): Command {
   cmd.addCommand(finetune);
   cmd.addCommand(studyCommand()); // `pretrain study` (src/cli/pretrain-study.ts)
   return cmd;
-}
-
-// Standalone entry (tests, scripts): the same one-line error convention as src/cli/main.ts.
-if (require.main === module) {
-  const program = new Command('irlens')
-    .option('--backend <name>', 'TF.js backend: node-gpu, node, wasm or cpu')
-    .exitOverride()
-    .addCommand(pretrainCommand());
-  program
-    .parseAsync(process.argv)
-    .then(() => {
-      process.exitCode = 0;
-    })
-    .catch((e: Error & { code?: string; exitCode?: number }) => {
-      if (e.code?.startsWith('commander.')) {
-        process.exitCode = e.exitCode ?? 1;
-        return;
-      }
-      process.stderr.write(`irlens: error: ${e.message.split('\n')[0]}\n`);
-      process.exitCode = 1;
-    });
 }

@@ -4,7 +4,7 @@
  *
  * Two sources:
  *   synthetic  clean images (the built-in set, or a folder) degraded on the fly by the task's degradation
- *              (src/pretrain/degradations). A patch is degraded from a crop grown by a margin on each side (then
+ *              (src/degradations). A patch is degraded from a crop grown by a margin on each side (then
  *              the margin is cut away), so blur/resampling kernels see real neighbours as they would on the whole
  *              image, at the cost of a crop rather than a whole image per sample.
  *   paired     two folders of degraded inputs and targets (Rain100L rain/norain, GoPro blur/sharp, SIDD noisy/gt,
@@ -12,7 +12,8 @@
  *              Rain100L's rain-001.png pairs with norain-001.png); both folders must hold the same number of images.
  *
  * Held-out evaluation images are the last `evalCount` of the sorted listing (the built-in set: retina, rocket);
- * they are never sampled for training. Synthetic evaluation inputs are degraded once with an Rng seeded by
+ * they are never sampled for training; explicit file lists (fileListSource, the pre-training study's pools) name
+ * the held-out images instead. Synthetic evaluation inputs are degraded once with an Rng seeded by
  * (seed, task, image name), so every evaluation of a run (and of a resumed run) sees the same inputs.
  *
  * Patch sizes are in GT pixels; for SR the LQ patch is patch/scale at the aligned position. Augmentation is
@@ -26,7 +27,7 @@ import { listImages } from '../io/folder';
 import { loadBuiltinImages } from '../io/builtin';
 import type { TaskSpec } from '../models/model';
 import { Rng } from '../util/rng';
-import { parseDegradation, type Degradation } from './degradations';
+import { parseDegradation, type Degradation } from '../degradations';
 
 export interface ImagePair {
   lq: ImageF32;
@@ -160,8 +161,10 @@ export interface CleanImage {
 }
 
 export interface SyntheticOptions {
-  /** Held-out images (the last ones by name); default defaultEvalCount(n). */
+  /** Held-out images (the last ones by name); default defaultEvalCount(n). Not with heldOut. */
   evalCount?: number;
+  /** Explicit held-out images: then every image of `images` trains and these are evaluated (no name split). */
+  heldOut?: CleanImage[];
   /** Seed of the evaluation degradations. */
   seed?: number;
   /** Centre-crop evaluation images to at most this size (0 = whole images). */
@@ -189,10 +192,22 @@ export class SyntheticSource implements PairSource {
     label: string,
     private readonly opts: SyntheticOptions = {},
   ) {
-    const sorted = [...images].sort((a, b) => Buffer.compare(Buffer.from(a.name), Buffer.from(b.name)));
-    const k = splitCount(sorted.length, opts.evalCount, label);
-    this.train = sorted.slice(0, sorted.length - k);
-    this.held = sorted.slice(sorted.length - k);
+    const byName = (xs: CleanImage[]) => [...xs].sort((a, b) => Buffer.compare(Buffer.from(a.name), Buffer.from(b.name)));
+    const sorted = byName(images);
+    if (opts.heldOut) {
+      if (opts.evalCount !== undefined) throw new Error(`${label}: give held-out images or --eval-count, not both`);
+      if (sorted.length === 0) throw new Error(`${label}: no training images`);
+      if (opts.heldOut.length === 0) throw new Error(`${label}: no held-out images`);
+      const train = new Set(sorted.map((i) => i.name));
+      const both = opts.heldOut.find((i) => train.has(i.name));
+      if (both) throw new Error(`${label}: image '${both.name}' is both a training and a held-out image`);
+      this.train = sorted;
+      this.held = byName(opts.heldOut);
+    } else {
+      const k = splitCount(sorted.length, opts.evalCount, label);
+      this.train = sorted.slice(0, sorted.length - k);
+      this.held = sorted.slice(sorted.length - k);
+    }
     this.trainSize = this.train.length;
     this.evalNames = this.held.map((i) => i.name);
     this.cache = opts.cache ?? new ImageCache();
@@ -271,6 +286,17 @@ export function folderSource(dir: string, channels: Channels, opts: SyntheticOpt
   const files = listImages(dir);
   const images = files.map((file) => ({ name: file, load: () => readImage(file, { channels }) }));
   return new SyntheticSource(images, `--data ${dir}`, opts);
+}
+
+/** Explicit training and held-out files (names label them in logs and seed the evaluation inputs). */
+export function fileListSource(
+  train: readonly { name: string; file: string }[],
+  heldOut: readonly { name: string; file: string }[],
+  channels: Channels,
+  opts: Omit<SyntheticOptions, 'heldOut' | 'evalCount'> = {},
+): SyntheticSource {
+  const clean = (xs: readonly { name: string; file: string }[]) => xs.map(({ name, file }) => ({ name, load: () => readImage(file, { channels }) }));
+  return new SyntheticSource(clean(train), `file lists (${train.length} training, ${heldOut.length} held-out images)`, { ...opts, heldOut: clean(heldOut) });
 }
 
 // ----------------------------------------------------------------------------------------- paired source

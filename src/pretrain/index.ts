@@ -1,5 +1,4 @@
-/** Pre-training studies: degradations, data, losses, optimisation, multi-task models and the trainer. */
-export * from './degradations';
+/** Pre-training studies: data, losses, optimisation, multi-task models, the trainer and the study. */
 export * from './data';
 export * from './losses';
 export * from './optim';
@@ -7,4 +6,3 @@ export * from './multitask';
 export * from './train-checkpoint';
 export * from './trainer';
 export * from './study';
-export * from './study-report';

@@ -212,3 +212,26 @@ export function restormerSchedule(total: number, lr = 3e-4, minLr = 1e-6): Sched
   const first = Math.max(1, Math.round((total * 92) / 300));
   return { kind: 'cyclic-cosine', lr, periods: [first, Math.max(1, total - first)], restartWeights: [1, 1], etaMins: [lr, minLr], warmup: 0 };
 }
+
+/** The schedules the CLI and the study name: cosine, constant, restormer (BasicSR cyclic cosine), multistep (SwinIR). */
+export const SCHEDULE_NAMES = ['cosine', 'constant', 'restormer', 'multistep'] as const;
+export type ScheduleName = (typeof SCHEDULE_NAMES)[number];
+
+/**
+ * A named schedule over `steps`: cosine from lr down to minLr after `warmup`; constant; Restormer's cyclic cosine
+ * scaled to the run; multistep halving at 50/80/90/95% of the run (SwinIR's milestones [250k, 400k, 450k, 475k]
+ * of 500k, also EDT's T_PERIOD).
+ */
+export function namedSchedule(name: ScheduleName, o: { lr: number; minLr: number; steps: number; warmup?: number }): ScheduleSpec {
+  const warmup = o.warmup ?? 0;
+  switch (name) {
+    case 'constant':
+      return { kind: 'constant', lr: o.lr };
+    case 'cosine':
+      return { kind: 'cosine', lr: o.lr, minLr: o.minLr, total: o.steps, warmup };
+    case 'restormer':
+      return { ...(restormerSchedule(o.steps, o.lr, o.minLr) as Extract<ScheduleSpec, { kind: 'cyclic-cosine' }>), warmup };
+    case 'multistep':
+      return { kind: 'multistep', lr: o.lr, milestones: [0.5, 0.8, 0.9, 0.95].map((f) => Math.round(f * o.steps)), gamma: 0.5, warmup };
+  }
+}

@@ -20,14 +20,12 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import cliProgress from 'cli-progress';
 import type { RestorationModel, TaskSpec } from '../models/model';
-import type { Config } from '../models/registry';
+import { resolveSpec, type Config } from '../models/registry';
 import { loadSavedModel, saveModel } from '../models/spec';
-import { loadStateDict } from '../models/checkpoint';
-import { loadWeights } from '../models/weights';
 import { imageToTensor, tensorToImages } from '../io/image';
-import { psnr, ssim, type MetricOptions } from '../analysis/metrics';
+import { metricOptionsFor, psnr, ssim } from '../analysis/metrics';
 import { writeFileAtomic } from '../util/fs';
-import { builtinSource, folderSource, PairedFolderSource, PatchSampler, taskForStep, type PairSource, type TaskOrder } from './data';
+import { builtinSource, fileListSource, folderSource, PairedFolderSource, PatchSampler, taskForStep, type PairSource, type TaskOrder } from './data';
 import { computeLoss, type LossInput, type LossName } from './losses';
 import { AdamOptimizer, clipByGlobalNorm, learningRate, type OptimizerConfig, type ScheduleSpec } from './optim';
 import {
@@ -50,7 +48,7 @@ import {
   readJsonFile,
   readOptimizerState,
   readSafetensorsMetadata,
-  readTrainerState,
+  resumeState,
   RUN_FILE,
   STATE_FILE,
   truncateLog,
@@ -148,7 +146,14 @@ export interface TrainOptions {
   keepCheckpoints: number;
 }
 
-export type DataSpec = { kind: 'builtin' } | { kind: 'folder'; dir: string } | { kind: 'paired'; lqDir: string; gtDir: string };
+/** Explicit image lists: every `train` file trains, every `eval` file is held out (the pre-training study's pools). */
+export interface FileListData {
+  kind: 'files';
+  train: { name: string; file: string }[];
+  eval: { name: string; file: string }[];
+}
+
+export type DataSpec = { kind: 'builtin' } | { kind: 'folder'; dir: string } | { kind: 'paired'; lqDir: string; gtDir: string } | FileListData;
 
 export interface RunSpec {
   format: 'irlens-run/1';
@@ -291,14 +296,21 @@ function trainableVariables(model: RestorationModel, task: string, freeze: 'none
   return [...seen];
 }
 
+/** The architecture family of an irlens checkpoint (the base family of a multi-task one), if it says. */
+export function checkpointFamily(file: string): string | undefined {
+  const meta = readSafetensorsMetadata(file);
+  if (meta['irlens.family'] !== 'multitask') return meta['irlens.family'];
+  try {
+    const c = JSON.parse(meta['irlens.config'] ?? '{}') as { model?: string; config?: Record<string, unknown> };
+    return c.model ? resolveSpec(c.model, c.config ?? {}).family.name : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Short model name for messages. */
 export function modelLabel(model: RestorationModel): string {
   return model instanceof MultiTaskModel ? `multi-task ${model.config.model}` : model.preset || model.family;
-}
-
-function metricOptions(task: TaskSpec): MetricOptions {
-  const sr = task.kind === 'sr' || task.kind === 'real-sr';
-  return { cropBorder: sr ? task.scale : 0, testYChannel: sr, quantize: true };
 }
 
 type StagesModel = RestorationModel & { forwardStages?: (x: tf.Tensor4D, task?: string) => tf.Tensor4D[] };
@@ -398,7 +410,7 @@ export class Trainer {
     const out: Record<string, { psnr: number; ssim: number }> = {};
     for (const task of this.tasks) {
       const pairs = await this.source.evalPairs(task);
-      const opts = metricOptions(task);
+      const opts = metricOptionsFor(task);
       let p = 0;
       let s = 0;
       for (const pair of pairs) {
@@ -445,6 +457,9 @@ async function buildSource(spec: RunSpec, channels: 1 | 3): Promise<PairSource> 
       return folderSource(spec.data.dir, channels, { ...common, seed: spec.train.seed });
     case 'paired':
       return new PairedFolderSource(spec.data.lqDir, spec.data.gtDir, channels, common);
+    case 'files':
+      if (spec.evalCount !== undefined) throw new Error('--eval-count: does not apply to explicit held-out file lists');
+      return fileListSource(spec.data.train, spec.data.eval, channels, { evalSize: spec.evalSize, seed: spec.train.seed });
   }
 }
 
@@ -470,7 +485,7 @@ export async function runTraining(specIn: RunSpec, runDir: string, opts: RunOpti
   if (opts.resume) {
     if (!fs.existsSync(runFile)) throw new Error(`--resume: '${runDir}' holds no run (${RUN_FILE} missing)`);
     spec = readJsonFile<RunSpec>(runFile, '--resume');
-    state = readTrainerState(runDir);
+    state = resumeState(runDir, opts.notify);
   } else if (fs.existsSync(runFile) || fs.existsSync(path.join(runDir, STATE_FILE))) {
     throw new Error(`--run-dir '${runDir}' already holds a run; pass --resume to continue it or choose another directory`);
   }
@@ -633,10 +648,4 @@ function evalSummary(e: Record<string, { psnr: number; ssim: number }> | undefin
   return ` | ${Object.entries(e)
     .map(([t, m]) => `${t} ${m.psnr.toFixed(2)} dB/${m.ssim.toFixed(4)}`)
     .join(', ')}`;
-}
-
-/** Loads a checkpoint's weights into an existing model (strict), for notebooks comparing runs. */
-export async function loadCheckpointInto(model: RestorationModel, file: string): Promise<void> {
-  const { stateDict } = await loadStateDict(file);
-  loadWeights(model, stateDict, { source: `checkpoint '${file}'` });
 }

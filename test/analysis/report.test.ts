@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import * as vm from 'node:vm';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import type { SimilarityResult } from '../../src/analysis/similarity';
@@ -8,7 +9,8 @@ import { colorAt, rgbHex, VIRIDIS } from '../../src/analysis/report/colormap';
 import { heatmapSvg, valueRange } from '../../src/analysis/report/heatmap-svg';
 import { htmlPage, jsonForScript, plotlyBundle } from '../../src/analysis/report/html';
 import { svgToPng } from '../../src/analysis/report/png';
-import { ckaHtml, ckaPng, ckaReportJson, writeCkaReport } from '../../src/analysis/report/cka-report';
+import { ckaHeatmapHtml, ckaHtml, ckaPng, ckaReportJson, writeCkaReport } from '../../src/analysis/report/cka-report';
+import { plotId, plotlyDiv, plotlyScript } from '../../src/analysis/report/plotly';
 
 /** A small study result as layerSimilarity returns it, with one undefined cell and a negative value. */
 function fakeResult(): SimilarityResult {
@@ -144,5 +146,36 @@ describe('CKA report', () => {
     await expect(writeCkaReport(fakeResult(), path.join(dir, 'file', 'study'))).rejects.toThrow(/^--out '.*': cannot write the report/);
     expect(fs.readdirSync(dir).sort()).toEqual(['file', 'sub']);
     fs.rmSync(dir, { recursive: true, force: true });
+  });
+});
+
+describe('several plots on one page', () => {
+  /** Runs every inline script of a page except plotly's bundle in ONE context, as a browser runs a page's classic scripts. */
+  function runPage(html: string): string[] {
+    const drawn: string[] = [];
+    const context = vm.createContext({ Plotly: { newPlot: (id: string) => drawn.push(id) } });
+    for (const m of html.matchAll(/<script>([\s\S]*?)<\/script>/g)) if (!m[1].includes('plotly.js v')) vm.runInContext(m[1], context);
+    return drawn;
+  }
+
+  it('draws every chart; no two inline scripts declare the same top-level name', () => {
+    const r = fakeResult();
+    const page = htmlPage({
+      title: 't',
+      plotly: false,
+      body: ['<div id="heatmap"></div>', ckaHeatmapHtml(r, { plotly: false }), ckaHeatmapHtml(r, { plotly: false }), plotlyDiv(plotId(), [{ type: 'scatter', x: [1], y: [2] }], {})].join('\n'),
+      scripts: [plotlyScript('heatmap', [], {})],
+    });
+    const drawn = runPage(page);
+    expect(drawn).toHaveLength(4);
+    expect(new Set(drawn).size).toBe(4);
+    for (const id of drawn) expect(page).toContain(`id="${id}"`);
+    // The same page built from scripts with top-level `const`s fails in one context: the check can fail.
+    expect(() => runPage('<script>const D = 1;</script><script>const D = 2;</script>')).toThrow(/already been declared/);
+  });
+
+  it('keeps the CKA report page runnable (one heatmap into #heatmap)', () => {
+    const page = ckaHtml(fakeResult());
+    expect(runPage(page)).toEqual(['heatmap']);
   });
 });

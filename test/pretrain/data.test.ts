@@ -7,10 +7,11 @@ import { initBackend } from '../../src/engine/backend';
 import type { ImageF32 } from '../../src/io/types';
 import { cropImage, writePng } from '../../src/io/image';
 import { Rng } from '../../src/util/rng';
-import { imresize } from '../../src/pretrain/degradations';
+import { imresize } from '../../src/degradations';
 import { describeTask } from '../../src/pretrain/multitask';
 import {
   builtinSource,
+  fileListSource,
   flipRotate,
   ImageCache,
   PairedFolderSource,
@@ -72,6 +73,25 @@ describe('synthetic source', () => {
     const ev = await src.evalPairs(describeTask('dn-25'));
     expect(ev.map((e) => e.name)).toEqual(['img3', 'img4']);
     expect(() => new SyntheticSource(consts, 'test', { evalCount: 5 })).toThrow(/none for training/);
+  });
+
+  it('trains on every listed training file and evaluates exactly the listed held-out files', async () => {
+    const files = [0.1, 0.2, 0.3, 0.4].map((v, i) => {
+      const file = path.join(tmp, `list-${i}.png`);
+      return { name: `z${3 - i}`, file, v };
+    });
+    for (const f of files) await writePng(f.file, constantImage(40, 40, f.v));
+    // Names that sort the held-out images first: the lists decide, not the order of names.
+    const src = fileListSource(files.slice(1), files.slice(0, 1), 3);
+    expect(src.trainSize).toBe(3);
+    expect(src.evalNames).toEqual(['z3']);
+    const sampler = new PatchSampler(src, 2);
+    const seen = new Set<number>();
+    for (let i = 0; i < 9; i++) for (const p of await sampler.nextPairs(describeTask('dn-25'), 1, 16)) seen.add(Math.round(p.gt.data[0] * 10));
+    expect([...seen].sort()).toEqual([2, 3, 4]);
+    expect((await src.evalPairs(describeTask('sr-x2'))).map((e) => Math.round(e.gt.data[0] * 10))).toEqual([1]);
+    expect(() => fileListSource(files.slice(1), files.slice(1, 2), 3)).toThrow(/both a training and a held-out image/);
+    expect(() => fileListSource(files, [], 3)).toThrow(/no held-out images/);
   });
 
   it('SR patches are aligned: lq equals the bicubic downscale of the whole image at (y/s, x/s)', async () => {

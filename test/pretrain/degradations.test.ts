@@ -19,7 +19,9 @@ import {
   motionKernel,
   parseDegradation,
   resizeContributions,
-} from '../../src/pretrain/degradations';
+  registerDegradation,
+  srFactor,
+} from '../../src/degradations';
 
 interface B64Image { shape: number[]; data: string }
 function decode(b: B64Image): ImageF32 {
@@ -271,5 +273,25 @@ describe('registry', () => {
       expect(msg.includes('\n')).toBe(false);
     }
     expect(() => parseDegradation('nope')).toThrow(degradationForms().join(', '));
+  });
+});
+
+describe('registry without the study', () => {
+  it("parses pre-upsampled SR 'sr-up-x<s>' after importing only the degradations", async () => {
+    const d = parseDegradation('sr-up-x3');
+    expect([d.name, d.kind, d.scale]).toEqual(['sr-up-x3', 'sr', 1]);
+    const img: ImageF32 = { data: new Float32Array(31 * 32 * 3).map((_, i) => (i % 11) / 11), height: 31, width: 32, channels: 3 };
+    const { lq, gt, params } = await d.applyPair(img, new Rng(0));
+    // modcrop to a multiple of 3, then down and up again: same size as the target.
+    expect([gt.height, gt.width, lq.height, lq.width]).toEqual([30, 30, 30, 30]);
+    expect(params).toEqual({ factor: 3, preUpsampled: true });
+    expect(srFactor('sr-up-x3')).toBe(3);
+    expect(srFactor('sr-x4')).toBe(4);
+    expect(srFactor('dn-25')).toBe(1);
+  });
+
+  it('refuses a second family with a taken form, in one line', () => {
+    const family = { form: 'sr-x<2..8>', pattern: /^never$/, make: () => parseDegradation('none') };
+    expect(() => registerDegradation(family)).toThrow(/^registerDegradation: degradation form 'sr-x<2\.\.8>' is already registered$/);
   });
 });

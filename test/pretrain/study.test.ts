@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import * as vm from 'node:vm';
 import { spawnSync } from 'node:child_process';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -19,8 +20,9 @@ import {
   type StudyRunRecord,
   type StudyConfig,
   type StudyResult,
+  writeStudyReport,
 } from '../../src/pretrain/study';
-import { parseDegradation } from '../../src/pretrain/degradations';
+import { parseDegradation } from '../../src/degradations';
 import { readTrainerState } from '../../src/pretrain/train-checkpoint';
 import { Rng } from '../../src/util/rng';
 
@@ -112,7 +114,8 @@ describe('study end to end (edt-tiny)', () => {
   it('runs every arm x target, reports finite PSNR, equal compute and a self-contained HTML', async () => {
     const c = tinyConfig();
     const before = tf.memory().numTensors;
-    first = await runStudy(c, runDir, { out });
+    first = await runStudy(c, runDir);
+    await writeStudyReport(first, out);
     expect(tf.memory().numTensors).toBe(before);
 
     const json = JSON.parse(fs.readFileSync(`${out}.json`, 'utf8')) as StudyResult;
@@ -128,10 +131,13 @@ describe('study end to end (edt-tiny)', () => {
     for (const a of json.accounting) expect(a.totalSteps).toBe(c.stepsPretrain + c.stepsFinetune);
     const scratch = json.runs.filter((r) => r.kind === 'scratch');
     expect(scratch.every((r) => r.steps === c.stepsPretrain + c.stepsFinetune)).toBe(true);
-    // Held-out images are in no training folder.
-    for (const pool of ['pretrain', 'finetune']) {
-      const trained = fs.readdirSync(path.join(runDir, 'data', pool, 'a-train')).map((f) => path.parse(f).name);
-      expect(trained.filter((n) => json.split.eval.includes(n))).toEqual([]);
+    // Held-out images are in no run's training files (explicit file lists in each run.json).
+    for (const r of json.runs) {
+      const spec = JSON.parse(fs.readFileSync(path.join(runDir, r.id, 'run.json'), 'utf8')) as { data: { kind: string; train: { name: string }[]; eval: { name: string }[] } };
+      expect(spec.data.kind).toBe('files');
+      expect(spec.data.train.map((t) => t.name).filter((n) => json.split.eval.includes(n))).toEqual([]);
+      expect(spec.data.eval.map((t) => t.name)).toEqual(json.split.eval);
+      expect(spec.data.train.map((t) => t.name)).toEqual(r.pool === 'pretrain' ? json.split.pretrain : json.split.finetune);
     }
     // CKA: a per-layer curve per fine-tuned arm and target, SR vs DN maps per arm.
     expect(json.cka!.perLayer.filter((p) => p.target === 'sr-x2').map((p) => p.label)).toEqual(['single', 'related', 'unrelated']);
@@ -147,6 +153,9 @@ describe('study end to end (edt-tiny)', () => {
     const drawn: string[] = [];
     const Plotly = { newPlot: (id: string) => drawn.push(id) };
     for (const s of scripts) new Function('Plotly', s)(Plotly);
+    // ... and together in one context, as a browser runs a page: no two scripts declare the same top-level name.
+    const page = vm.createContext({ Plotly: { newPlot: () => undefined } });
+    for (const s of scripts) vm.runInContext(s, page);
     expect(drawn.length).toBeGreaterThanOrEqual(c.targets.length * 3 + c.arms.length);
     for (const id of drawn) expect(html).toContain(`id="${id}"`);
   });
@@ -159,7 +168,7 @@ describe('study end to end (edt-tiny)', () => {
     fs.writeFileSync(path.join(victim, 'state.json'), JSON.stringify({ ...state, done: false }));
     fs.rmSync(path.join(victim, 'model.safetensors'));
     const seen: StudyRunRecord[] = [];
-    const again = await runStudy(c, runDir, { resume: true, out, onRun: (r) => seen.push(r) });
+    const again = await runStudy(c, runDir, { resume: true, onRun: (r) => seen.push(r) });
     expect(seen.filter((r) => r.status === 'skipped').length).toBe(first.runs.length - 1);
     expect(seen.find((r) => r.id === 'seed-0/scratch-dn-25')!.status).toBe('resumed');
     expect(fs.existsSync(path.join(victim, 'model.safetensors'))).toBe(true);
@@ -170,8 +179,8 @@ describe('study end to end (edt-tiny)', () => {
   });
 
   it('refuses a second study in the same directory and a resume with other settings', async () => {
-    await expect(runStudy(tinyConfig(), runDir, { out: null })).rejects.toThrow(/already holds a study; pass --resume/);
-    await expect(runStudy({ ...tinyConfig(), stepsFinetune: 3 }, runDir, { resume: true, out: null })).rejects.toThrow(/^--resume: settings differ.*stepsFinetune/);
+    await expect(runStudy(tinyConfig(), runDir)).rejects.toThrow(/already holds a study; pass --resume/);
+    await expect(runStudy({ ...tinyConfig(), stepsFinetune: 3 }, runDir, { resume: true })).rejects.toThrow(/^--resume: settings differ.*stepsFinetune/);
   });
 });
 

@@ -1,16 +1,16 @@
 /**
  * Reports of a layer-similarity study (similarity.ts): <base>.html (interactive heatmap, plotly inlined, all
  * settings and provenance), <base>.json (the full result) and <base>.png (the same heatmap rendered without a
- * browser). All three are rendered in memory first and only then written, each atomically, so a failure leaves
- * no partial report behind.
+ * browser). All three are rendered in memory first and only then written, as one set (writeFilesAtomic), so a
+ * failure leaves no partial report behind.
  */
-import * as fs from 'node:fs';
 import sharp from 'sharp';
-import { writeFileAtomic } from '../../util/fs';
+import { writeFilesAtomic } from '../../util/fs';
 import { bestMatches, type ModelSide, type SimilarityResult } from '../similarity';
 import { VIRIDIS } from './colormap';
 import { heatmapSvg, valueRange, type HeatmapSpec } from './heatmap-svg';
-import { escapeHtml, htmlPage, inlineScript, jsonForScript, keyValueTable, plotlyBundle, table } from './html';
+import { escapeHtml, htmlPage, inlineScript, keyValueTable, plotlyBundle, plotlyOnce, table } from './html';
+import { plotId, plotlyScript } from './plotly';
 import { svgToPng } from './png';
 
 export const CKA_REPORT_FORMAT = 'irlens-cka/1';
@@ -88,66 +88,57 @@ function plotScript(r: SimilarityResult, divId = 'heatmap'): string {
   const cellText = r.matrix.map((row) => row.map((v) => (v === null ? '' : v.toFixed(2))));
   const flagged: { x: string; y: string; text: string }[] = [];
   r.flags.forEach((row, i) => row.forEach((f, j) => f && flagged.push({ x: r.layersB[j], y: r.layersA[i], text: hover[i][j] })));
-  const data = {
-    heatmap: {
-      type: 'heatmap',
-      z: r.matrix,
-      x: r.layersB,
-      y: r.layersA,
-      zmin,
-      zmax,
-      colorscale: VIRIDIS,
-      colorbar: { title: { text: 'CKA' } },
-      customdata: hover,
-      hovertemplate: '%{customdata}<extra></extra>',
-      hoverongaps: false,
-      xgap: 1,
-      ygap: 1,
-      ...(small ? { text: cellText, texttemplate: '%{text}', textfont: { size: 10 } } : {}),
-    },
-    flagged: {
-      type: 'scatter',
-      mode: 'markers',
-      x: flagged.map((f) => f.x),
-      y: flagged.map((f) => f.y),
-      customdata: flagged.map((f) => f.text),
-      hovertemplate: '%{customdata}<extra></extra>',
-      marker: { symbol: 'x-thin', size: 10, line: { width: 1.5, color: '#808080' } },
-      showlegend: false,
-    },
-    layout: {
-      title: { text: escapeHtml(`${r.models.a.label} vs ${r.models.b.label}`) },
-      xaxis: { title: { text: escapeHtml(`model B: ${sideName(r.models.b)}`) }, type: 'category', tickangle: -45, automargin: true },
-      yaxis: { title: { text: escapeHtml(`model A: ${sideName(r.models.a)}`) }, type: 'category', autorange: 'reversed', automargin: true },
-      plot_bgcolor: '#d0d0d0',
-      height: Math.max(450, 28 * r.layersA.length + 300),
-      margin: { t: 50 },
-    },
+  const heatmap = {
+    type: 'heatmap',
+    z: r.matrix,
+    x: r.layersB,
+    y: r.layersA,
+    zmin,
+    zmax,
+    colorscale: VIRIDIS,
+    colorbar: { title: { text: 'CKA' } },
+    customdata: hover,
+    hovertemplate: '%{customdata}<extra></extra>',
+    hoverongaps: false,
+    xgap: 1,
+    ygap: 1,
+    ...(small ? { text: cellText, texttemplate: '%{text}', textfont: { size: 10 } } : {}),
   };
-  return [
-    `const D = ${jsonForScript(data)};`,
-    `const traces = D.flagged.x.length ? [D.heatmap, D.flagged] : [D.heatmap];`,
-    `Plotly.newPlot(${jsonForScript(divId)}, traces, D.layout, { responsive: true, displaylogo: false });`,
-  ].join('\n');
+  const flaggedTrace = {
+    type: 'scatter',
+    mode: 'markers',
+    x: flagged.map((f) => f.x),
+    y: flagged.map((f) => f.y),
+    customdata: flagged.map((f) => f.text),
+    hovertemplate: '%{customdata}<extra></extra>',
+    marker: { symbol: 'x-thin', size: 10, line: { width: 1.5, color: '#808080' } },
+    showlegend: false,
+  };
+  const layout = {
+    title: { text: escapeHtml(`${r.models.a.label} vs ${r.models.b.label}`) },
+    xaxis: { title: { text: escapeHtml(`model B: ${sideName(r.models.b)}`) }, type: 'category', tickangle: -45, automargin: true },
+    yaxis: { title: { text: escapeHtml(`model A: ${sideName(r.models.a)}`) }, type: 'category', autorange: 'reversed', automargin: true },
+    plot_bgcolor: '#d0d0d0',
+    height: Math.max(450, 28 * r.layersA.length + 300),
+    margin: { t: 50 },
+  };
+  return plotlyScript(divId, flagged.length ? [heatmap, flaggedTrace] : [heatmap], layout);
 }
 
 export interface HeatmapSnippetOptions {
   /** id of the chart's <div> (default a fresh one); must be unique in the page. */
   divId?: string;
-  /** Include plotly.js itself (default true; leave it out when the page already has it). */
+  /** Include plotly.js itself: true always, false never; default once per process (plotlyOnce). */
   plotly?: boolean;
 }
-
-let snippetCount = 0;
 
 /**
  * The interactive heatmap as an HTML fragment (div + inline scripts), for notebooks (tslab.display.html) and
  * pages of one's own; plotly.js comes inline from node_modules, never from a CDN.
  */
 export function ckaHeatmapHtml(r: SimilarityResult, opts: HeatmapSnippetOptions = {}): string {
-  const id = opts.divId ?? `irlens-cka-${Date.now().toString(36)}-${snippetCount++}`;
-  const scripts = [...(opts.plotly === false ? [] : [plotlyBundle().source]), plotScript(r, id)];
-  return [`<div id="${escapeHtml(id)}" style="width:100%"></div>`, ...scripts.map(inlineScript)].join('\n');
+  const id = opts.divId ?? plotId('irlens-cka');
+  return [plotlyOnce(opts.plotly), `<div id="${escapeHtml(id)}" style="width:100%"></div>`, inlineScript(plotScript(r, id))].filter((x) => x !== '').join('\n');
 }
 
 function modelRows(s: ModelSide): [string, string][] {
@@ -226,8 +217,8 @@ export interface CkaReportFiles {
 }
 
 /**
- * Renders and writes <base>.html, <base>.json and <base>.png. Nothing is written unless all three render; each
- * file is written atomically, and if a later write fails the earlier ones are removed again.
+ * Renders and writes <base>.html, <base>.json and <base>.png, all three or none (writeFilesAtomic): a failure
+ * leaves a previous report of the same base untouched.
  */
 export async function writeCkaReport(r: SimilarityResult, base: string): Promise<CkaReportFiles> {
   const files: CkaReportFiles = { html: `${base}.html`, json: `${base}.json`, png: `${base}.png` };
@@ -236,14 +227,9 @@ export async function writeCkaReport(r: SimilarityResult, base: string): Promise
     [files.html, ckaHtml(r)],
     [files.png, await ckaPng(r)],
   ];
-  const written: string[] = [];
   try {
-    for (const [file, data] of contents) {
-      writeFileAtomic(file, data);
-      written.push(file);
-    }
+    writeFilesAtomic(contents);
   } catch (e) {
-    for (const f of written) fs.rmSync(f, { force: true });
     throw new Error(`--out '${base}': cannot write the report (${(e as Error).message.split('\n')[0]})`);
   }
   return files;

@@ -4,3 +4,4 @@ export * from './html';
 export * from './heatmap-svg';
 export * from './png';
 export * from './cka-report';
+export * from './plotly';

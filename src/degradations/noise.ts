@@ -1,6 +1,6 @@
 /** Additive white Gaussian noise (the "DN" degradation of denoising benchmarks). */
-import type { ImageF32 } from '../../io/types';
-import type { Rng } from '../../util/rng';
+import type { ImageF32 } from '../io/types';
+import type { Rng } from '../util/rng';
 import { checkImage, clip01InPlace, emptyLike } from './common';
 
 export interface GaussianNoiseOptions {

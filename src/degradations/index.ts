@@ -1,10 +1,10 @@
 /**
- * Degradation registry: parses names such as 'sr-x4', 'dn-25', 'dr-heavy', 'blur-defocus-r3', 'jpeg-q10' into
+ * Degradation registry: parses names such as 'sr-x4', 'sr-up-x2', 'dn-25', 'dr-heavy', 'blur-defocus-r3', 'jpeg-q10' into
  * seeded, deterministic degradations. Every degradation maps a clean [0,1] image to its degraded input (lq) and,
  * through applyPair, also returns the matching target (gt; the modcropped HR image for 'sr') and what was sampled.
  */
-import type { ImageF32 } from '../../io/types';
-import type { Rng } from '../../util/rng';
+import type { ImageF32 } from '../io/types';
+import type { Rng } from '../util/rng';
 import { defocusBlur, motionBlur } from './blur';
 import { checkImage } from './common';
 import { imresize, modcrop } from './imresize';
@@ -87,6 +87,19 @@ const families: DegradationFamily[] = [
     },
   },
   {
+    // VDSR-style pre-upsampled SR: bicubic x1/s then xs back to the (modcropped) size, so networks that restore
+    // same-size images (Restormer, MPRNet, refnet) can take part in SR experiments such as the pre-training study.
+    form: 'sr-up-x<2..8>',
+    pattern: /^sr-up-x([2-8])$/,
+    make: (m) => {
+      const factor = Number(m[1]);
+      return syncDegradation(m[0], 'sr', 1, (img) => {
+        const gt = modcrop(img, factor);
+        return { lq: imresize(imresize(gt, 1 / factor), factor), gt, params: { factor, preUpsampled: true } };
+      });
+    },
+  },
+  {
     form: 'dn-<sigma on 0..255, e.g. 15, 25, 50>',
     pattern: /^dn-(\d+(?:\.\d+)?)$/,
     make: (m, opts) => {
@@ -150,9 +163,16 @@ const families: DegradationFamily[] = [
   },
 ];
 
-/** Adds a family of degradation names (checked before the built-in ones). */
+/** Adds a family of degradation names (checked before the built-in ones); a form that is taken is an error. */
 export function registerDegradation(family: DegradationFamily): void {
+  if (families.some((f) => f.form === family.form)) throw new Error(`registerDegradation: degradation form '${family.form}' is already registered`);
   families.unshift(family);
+}
+
+/** The SR factor a degradation name carries: 's' of 'sr-x<s>' and of pre-upsampled 'sr-up-x<s>', else 1. */
+export function srFactor(name: string): number {
+  const m = /^sr-(?:up-)?x(\d+)$/.exec(name);
+  return m ? Number(m[1]) : 1;
 }
 
 /** The accepted name forms, for help texts. */

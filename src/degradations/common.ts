@@ -1,5 +1,5 @@
 /** Small helpers shared by the degradations: input checks, allocation, clipping, 8-bit quantisation. */
-import type { ImageF32 } from '../../io/types';
+import type { ImageF32 } from '../io/types';
 
 /** Throws a one-line error unless `img` is a well-formed HWC float32 image with 1 or 3 channels. */
 export function checkImage(img: ImageF32, where: string): void {

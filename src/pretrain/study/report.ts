@@ -1,13 +1,18 @@
 /**
  * The pre-training study's report: <base>.json (every number: config, split, runs, per-seed results, curves, CKA,
  * provenance) and <base>.html (self-contained: plotly inlined from node_modules, no network). Both are rendered in
- * memory first and then written atomically; the HTML fragments are exported for notebooks (tslab.display.html).
+ * memory first and then written as one set (writeStudyReport; the CLI calls it, runStudy only returns the
+ * result); the HTML fragments are exported for notebooks (tslab.display.html).
  */
-import * as fs from 'node:fs';
-import { ckaHeatmapHtml } from '../analysis/report/cka-report';
-import { escapeHtml, htmlPage, inlineScript, jsonForScript, keyValueTable, plotlyBundle, table } from '../analysis/report/html';
-import { writeFileAtomic } from '../util/fs';
-import type { StudyArmSummary, StudyCurve, StudyArm, StudyResult } from './study';
+import * as path from 'node:path';
+import { ckaHeatmapHtml } from '../../analysis/report/cka-report';
+import { escapeHtml, htmlPage, inlineScript, keyValueTable, plotlyBundle, plotlyOnce, table } from '../../analysis/report/html';
+import { plotId, plotlyDiv } from '../../analysis/report/plotly';
+import { writeFilesAtomic } from '../../util/fs';
+import { mean, std } from '../../util/stats';
+import { readJsonFile } from '../train-checkpoint';
+import { STUDY_FORMAT, type StudyArm } from './config';
+import type { StudyArmSummary, StudyCurve, StudyResult } from './types';
 
 const ARM_COLORS: Record<string, string> = {
   scratch: '#444444',
@@ -28,24 +33,18 @@ const pm = (s: { mean: number; std: number; n: number }, digits: number) => `${s
 const signed = (s: { mean: number; std: number }, digits: number) => `${s.mean >= 0 ? '+' : ''}${s.mean.toFixed(digits)} ± ${s.std.toFixed(digits)}`;
 const secs = (v: number) => (v >= 90 ? `${(v / 60).toFixed(1)} min` : `${v.toFixed(1)} s`);
 
-let plotCount = 0;
-function newId(prefix: string): string {
-  return `${prefix}-${Date.now().toString(36)}-${plotCount++}`;
-}
-
-/** A <div> and the inline script that draws `traces` into it (plotly must be loaded before the script runs). */
+/** A chart of the report (plotly must be loaded before its script runs). */
 function plot(traces: unknown[], layout: Record<string, unknown>, height = 380): string {
-  const id = newId('irlens-study');
-  const code = `Plotly.newPlot(${jsonForScript(id)}, ${jsonForScript(traces)}, ${jsonForScript({ height, margin: { t: 50 }, ...layout })}, { responsive: true, displaylogo: false });`;
-  return `<div id="${escapeHtml(id)}" style="width:100%"></div>\n${inlineScript(code)}`;
+  return plotlyDiv(plotId('irlens-study'), traces, { height, margin: { t: 50 }, ...layout });
 }
 
 function withPlotly(html: string, include: boolean | undefined): string {
-  return include === false ? html : `${inlineScript(plotlyBundle().source)}\n${html}`;
+  const plotly = plotlyOnce(include);
+  return plotly ? `${plotly}\n${html}` : html;
 }
 
 export interface FragmentOptions {
-  /** Include plotly.js inline (default true; leave it out when the page already has it). */
+  /** Include plotly.js inline: true always, false never; default once per process (plotlyOnce). */
   plotly?: boolean;
 }
 
@@ -91,9 +90,7 @@ function meanByStep(series: [number, number][][]): { x: number[]; y: number[]; s
   const acc = new Map<number, number[]>();
   for (const s of series) for (const [x, y] of s) acc.set(Math.round(x * 1000) / 1000, [...(acc.get(Math.round(x * 1000) / 1000) ?? []), y]);
   const xs = [...acc.keys()].sort((a, b) => a - b);
-  const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
-  const sd = (v: number[]) => (v.length > 1 ? Math.sqrt(v.reduce((a, b) => a + (b - mean(v)) ** 2, 0) / (v.length - 1)) : 0);
-  return { x: xs, y: xs.map((x) => mean(acc.get(x)!)), sd: xs.map((x) => sd(acc.get(x)!)) };
+  return { x: xs, y: xs.map((x) => mean(acc.get(x)!)), sd: xs.map((x) => std(acc.get(x)!)) };
 }
 
 function curvesFor(r: StudyResult, target: string): { arm: StudyArm; curves: StudyCurve[] }[] {
@@ -220,10 +217,9 @@ function ckaObservations(r: StudyResult): string[] {
       const half = Math.floor(vals.length / 2);
       const lo = vals.slice(0, half);
       const hi = vals.slice(half);
-      const avg = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
       out.push(
-        `${target}, ${c.label === 'scratch (other seed)' ? 'scratch of another seed' : c.label} vs scratch: mean CKA ${avg(lo).toFixed(2)} over the first ${lo.length} layers, ` +
-          `${avg(hi).toFixed(2)} over the last ${hi.length}; lowest ${Math.min(...vals).toFixed(2)} at ${c.layers[c.mean.indexOf(Math.min(...vals))]}`,
+        `${target}, ${c.label === 'scratch (other seed)' ? 'scratch of another seed' : c.label} vs scratch: mean CKA ${mean(lo).toFixed(2)} over the first ${lo.length} layers, ` +
+          `${mean(hi).toFixed(2)} over the last ${hi.length}; lowest ${Math.min(...vals).toFixed(2)} at ${c.layers[c.mean.indexOf(Math.min(...vals))]}`,
       );
     }
   }
@@ -352,22 +348,29 @@ export function studyJson(r: StudyResult): string {
   return `${JSON.stringify({ ...r, provenance: { ...r.provenance, versions: { ...r.provenance.versions, 'plotly.js': plotlyBundle().version } } }, null, 2)}\n`;
 }
 
-/** Renders both files, then writes them atomically (removing the first if the second fails). */
+/** Default report base of an architecture's study: reports/pretrain-study-<arch> (.html, .json). */
+export function defaultStudyOut(arch: string): string {
+  return path.join('reports', `pretrain-study-${arch}`);
+}
+
+/** Renders both files, then writes them as one set (both or neither; a previous report stays on failure). */
 export async function writeStudyReport(r: StudyResult, base: string): Promise<{ html: string; json: string }> {
   const files = { json: `${base}.json`, html: `${base}.html` };
   const contents: [string, string][] = [
     [files.json, studyJson(r)],
     [files.html, studyHtml(r)],
   ];
-  const written: string[] = [];
   try {
-    for (const [file, data] of contents) {
-      writeFileAtomic(file, data);
-      written.push(file);
-    }
+    writeFilesAtomic(contents);
   } catch (e) {
-    for (const f of written) fs.rmSync(f, { force: true });
     throw new Error(`--out '${base}': cannot write the study report (${(e as Error).message.split('\n')[0]})`);
   }
   return files;
+}
+
+/** The study JSON without the bulky parts, for quick looks (notebooks). */
+export function readStudyResult(file: string): StudyResult {
+  const r = readJsonFile<StudyResult>(file, 'study report');
+  if (r.format !== STUDY_FORMAT) throw new Error(`study report: '${file}' is not an irlens study report (${STUDY_FORMAT})`);
+  return r;
 }

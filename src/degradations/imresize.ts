@@ -15,7 +15,7 @@
  * Arithmetic is float64 throughout; the output is float32 and NOT rounded unless `quantize` is set
  * (MATLAB rounds only because its inputs are usually uint8).
  */
-import type { ImageF32 } from '../../io/types';
+import type { ImageF32 } from '../io/types';
 import { checkImage, checkPositiveInt, emptyLike, quantize8InPlace } from './common';
 
 /** Precomputed 1-D resampling: output i takes sum_t weights[i*taps+t] * in[indices[i*taps+t]] (0-based). */

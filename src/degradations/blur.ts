@@ -1,6 +1,6 @@
 /** Blur degradations: linear motion blur and defocus (disk) blur; the kernel is returned so it can be stored. */
-import type { ImageF32 } from '../../io/types';
-import type { Rng } from '../../util/rng';
+import type { ImageF32 } from '../io/types';
+import type { Rng } from '../util/rng';
 import { type Boundary, type Kernel2D, convolve2d, diskKernel, motionKernel } from './kernel';
 
 export interface BlurResult {

@@ -1,6 +1,6 @@
 /** JPEG compression artefacts: encode with sharp (libjpeg-turbo via libvips) and decode back. */
 import sharp from 'sharp';
-import type { ImageF32 } from '../../io/types';
+import type { ImageF32 } from '../io/types';
 import { checkImage, emptyLike, toUint8 } from './common';
 
 export interface JpegOptions {

@@ -19,8 +19,8 @@
  * light = one sparse layer of short thin streaks; heavy = three denser layers of longer, thicker, brighter streaks
  * with spread-out directions.
  */
-import type { ImageF32 } from '../../io/types';
-import type { Rng } from '../../util/rng';
+import type { ImageF32 } from '../io/types';
+import type { Rng } from '../util/rng';
 import { checkImage, emptyLike } from './common';
 import { type Kernel2D, convolveKernels, gaussianKernel, motionKernel } from './kernel';
 

@@ -3,7 +3,7 @@
  * must run on plain Float32Array images without a TF.js backend, and visiting only the non-zero taps makes thin
  * motion kernels cheap.
  */
-import type { ImageF32 } from '../../io/types';
+import type { ImageF32 } from '../io/types';
 import { checkImage, emptyLike } from './common';
 
 /** A 2-D kernel, row-major, odd height and width, centred at ((height-1)/2, (width-1)/2). */
