@@ -38,19 +38,26 @@ export function modelsCommand(): Command {
     .description('list model presets with parameter counts and official configs')
     .argument('[filter]', 'only presets whose name contains this text, or of this family')
     .option('--json', 'print JSON (one object per preset, with the full config)')
-    .action(async (filter: string | undefined, opts: { json?: boolean }, cmd: Command) => {
+    .addHelpText('after', '\nThe tasks column lists each preset\'s task branches, the default first; commands take one with --task.\n`irlens layers PRESET --task T` lists its hook points.\n')
+    .action(async (_filter: string | undefined, opts: { json?: boolean }, cmd: Command) => {
+      // `npm run models -- swinir -- --json` passes a literal `--`, after which commander reads `--json` as an operand.
+      const operands = cmd.args.filter((a) => a !== '--json');
+      const json = opts.json || operands.length < cmd.args.length;
+      if (operands.length > 1) throw new Error(`models: expected at most one filter, got ${operands.map((a) => `'${a}'`).join(' ')}`);
+      const filter = operands[0];
       await startBackend(cmd.optsWithGlobals().backend, true);
       const rows = presetRows(filter);
       if (rows.length === 0) throw new Error(`models: no preset matches '${filter}'`);
-      if (opts.json) {
+      if (json) {
         process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
         return;
       }
       const w = Math.max(...rows.map((r) => r.name.length), 6);
-      process.stdout.write(`${'preset'.padEnd(w)}  ${'family'.padEnd(9)}  ${'params'.padStart(11)}  ${'task'.padEnd(9)}  description\n`);
+      const tw = Math.max(...rows.map((r) => r.tasks.join(',').length), 5);
+      process.stdout.write(`${'preset'.padEnd(w)}  ${'family'.padEnd(9)}  ${'params'.padStart(11)}  ${'tasks'.padEnd(tw)}  description\n`);
       for (const r of rows)
         process.stdout.write(
-          `${r.name.padEnd(w)}  ${r.family.padEnd(9)}  ${r.params.toLocaleString('en-US').padStart(11)}  ${r.task.padEnd(9)}  ${r.description}\n`,
+          `${r.name.padEnd(w)}  ${r.family.padEnd(9)}  ${r.params.toLocaleString('en-US').padStart(11)}  ${r.tasks.join(',').padEnd(tw)}  ${r.description}\n`,
         );
     });
 }

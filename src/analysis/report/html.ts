@@ -17,6 +17,20 @@ export function plotlyBundle(): { source: string; version: string } {
   return plotly;
 }
 
+let plotlyEmitted = false;
+
+/**
+ * plotly.js as an inline <script> element for an HTML fragment (notebook outputs, pages of one's own). `true`:
+ * always; `false`: never (the page has it already); unset: the first time in this process only. A notebook's
+ * kernel is one process and its outputs share one page, so charts after the first need no copy of their own:
+ * a notebook carries plotly (~4.6 MB) once, not once per output.
+ */
+export function plotlyOnce(include?: boolean): string {
+  if (include === false || (include === undefined && plotlyEmitted)) return '';
+  plotlyEmitted = true;
+  return inlineScript(plotlyBundle().source);
+}
+
 export function escapeHtml(text: string): string {
   return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#39;');
 }
