@@ -4,6 +4,7 @@ import * as tf from '@tensorflow/tfjs';
 import { Command } from 'commander';
 import { imageToTensor, readImage, readNpy, tensorToImages, tensorToNpy, npyToTensor, writeNpy, writePng } from '../io';
 import { requireFile } from '../util/fs';
+import { restoreFinite } from '../analysis/nonfinite';
 import { startBackend } from './common';
 import { addModelOptions, loadModelFromOptions, ModelCliOptions } from './model-options';
 
@@ -13,7 +14,7 @@ async function readInput(file: string, channels: number): Promise<{ x: tf.Tensor
   requireFile(file, '--input');
   if (isNpy(file)) {
     const arr = readNpy(file);
-    const x = npyToTensor(arr);
+    const x = npyToTensor(arr, { name: `--input '${file}'`, unitRange: true });
     if (x.shape[3] !== channels) {
       x.dispose();
       throw new Error(`--input '${file}': array has ${arr.shape[arr.shape.length - 3]} channels, the model expects ${channels} (layout (N,C,H,W) or (C,H,W))`);
@@ -38,7 +39,7 @@ export function restoreCommand(): Command {
       const { model, label } = await loadModelFromOptions(opts);
       const { x, layout } = await readInput(opts.input, model.inChannels);
       const t0 = performance.now();
-      const y = model.restore(x, opts.task);
+      const y = restoreFinite(model, x, opts.task, `--input '${opts.input}'`);
       await y.data();
       const ms = performance.now() - t0;
       try {

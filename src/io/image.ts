@@ -12,6 +12,7 @@ import sharp from 'sharp';
 import * as tf from '@tensorflow/tfjs';
 import type { ImageF32 } from './types';
 import { writeFileAtomicAsync } from '../util/fs';
+import { imageDecodeBytes, requireMemory } from '../util/memory';
 
 export type Channels = 1 | 3;
 
@@ -83,6 +84,13 @@ export async function readImage(file: string, options: ReadImageOptions = {}): P
     throw imageError(file, `unsupported sample format '${meta.depth ?? 'unknown'}' (8- or 16-bit unsigned only)`);
   }
   const is16 = meta.depth === 'ushort';
+  // The header decides the decode size: check it before libvips allocates (sharp's own pixel limit is far larger).
+  if (!(meta.width && meta.height)) throw imageError(file, 'header has no image size');
+  requireMemory(
+    imageDecodeBytes(meta.width, meta.height, meta.channels ?? 3),
+    `image '${file}' (${meta.width}x${meta.height}, ${meta.channels ?? 3} channels, decoded to float32)`,
+    'crop or downscale it, or raise the limit with IRLENS_MAX_MEMORY (e.g. 16G)',
+  );
   const colourBands = (meta.channels ?? 3) - (meta.hasAlpha ? 1 : 0);
   const isGray = colourBands === 1;
   const colourspace = isGray ? (is16 ? 'grey16' : 'b-w') : is16 ? 'rgb16' : 'srgb';

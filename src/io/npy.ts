@@ -68,23 +68,32 @@ interface Header {
   shape: number[];
 }
 
+/** A header excerpt for messages: one line, control characters shown as '?', at most 120 characters. */
+function headerExcerpt(text: string): string {
+  const flat = text.replace(/\s+/g, ' ').replace(/[\u0000-\u001f\u007f-\u009f]/g, '?').trim();
+  return flat.length > 120 ? `${flat.slice(0, 120)}...` : flat;
+}
+
 /** Parses the header dict, e.g. "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }". */
 function parseHeader(text: string, name: string): Header {
   const descr = /'descr'\s*:\s*'([^']*)'/.exec(text)?.[1];
   const fortran = /'fortran_order'\s*:\s*(True|False)/.exec(text)?.[1];
   const shapeText = /'shape'\s*:\s*\(([^)]*)\)/.exec(text)?.[1];
   if (descr === undefined) {
-    throw npyError(name, `header has no simple 'descr' (structured dtypes are not supported): ${text.trim()}`);
+    throw npyError(name, `header has no simple 'descr' (structured dtypes are not supported): ${headerExcerpt(text)}`);
   }
-  if (fortran === undefined || shapeText === undefined) throw npyError(name, `malformed header: ${text.trim()}`);
+  if (fortran === undefined || shapeText === undefined) throw npyError(name, `malformed header: ${headerExcerpt(text)}`);
   const shape = shapeText
     .split(',')
     .map((s) => s.trim().replace(/L$/, '')) // Python 2 wrote longs as 3L
     .filter((s) => s.length > 0)
     .map((s) => {
-      if (!/^\d+$/.test(s)) throw npyError(name, `malformed shape (${shapeText})`);
-      return Number(s);
+      if (!/^\d+$/.test(s)) throw npyError(name, `malformed shape (${headerExcerpt(shapeText)})`);
+      const d = Number(s);
+      if (!Number.isSafeInteger(d)) throw npyError(name, `shape (${headerExcerpt(shapeText)}) has a dimension too large to index`);
+      return d;
     });
+  if (!Number.isSafeInteger(product(shape) * 8)) throw npyError(name, `shape (${headerExcerpt(shapeText)}) holds more elements than can be indexed`);
   return { descr, fortranOrder: fortran === 'True', shape };
 }
 
@@ -128,7 +137,7 @@ export function decodeNpy(bytes: Uint8Array, name = '<bytes>'): NpyArray {
   const dtype = DESCR_TO_DTYPE[header.descr];
   if (dtype === undefined) {
     const hint = header.descr.startsWith('>') ? ' (big-endian: save with arr.astype(arr.dtype.newbyteorder("<")))' : '';
-    throw npyError(name, `unsupported dtype '${header.descr}'${hint}; expected <f4, <f8, |u1, <i4 or <i8`);
+    throw npyError(name, `unsupported dtype '${headerExcerpt(header.descr)}'${hint}; expected <f4, <f8, |u1, <i4 or <i8`);
   }
   const info = DTYPES[dtype];
   const byteLength = product(header.shape) * info.size;
@@ -207,16 +216,62 @@ export function writeNpy(file: string, arr: NpyArray): void {
   writeFileAtomic(file, encodeNpy(arr, file));
 }
 
+export interface NpyToTensorOptions {
+  /** How errors and warnings name the array, e.g. "--input 'x.npy'" (default 'npy array'). */
+  name?: string;
+  /** Warn once on stderr when values lie outside [0,1] (image inputs; feature maps leave it off). */
+  unitRange?: boolean;
+}
+
+/** Index of the first NaN/Infinity, or -1. */
+export function firstNonFiniteIndex(data: ArrayLike<number>): number {
+  for (let i = 0; i < data.length; i++) if (!Number.isFinite(data[i])) return i;
+  return -1;
+}
+
+/** Row-major index -> "(i, j, ...)" for messages. */
+export function formatIndex(flat: number, shape: readonly number[]): string {
+  const idx: number[] = [];
+  for (let d = shape.length - 1; d >= 0; d--) {
+    idx.unshift(shape[d] > 0 ? flat % shape[d] : 0);
+    flat = shape[d] > 0 ? Math.floor(flat / shape[d]) : 0;
+  }
+  return `(${idx.join(', ')})`;
+}
+
 /**
  * PyTorch layout -> irlens layout: a float (N,C,H,W) or (C,H,W) array becomes an NHWC float32 tensor
- * (N = 1 for CHW). Any channel count is accepted (feature maps as well as images). The caller disposes it.
+ * (N = 1 for CHW). Any channel count is accepted (feature maps as well as images). Empty arrays and NaN/Inf
+ * values are refused (the wasm backend's clipping would silently turn NaN into 0). The caller disposes it.
  */
-export function npyToTensor(arr: NpyArray): tf.Tensor4D {
+export function npyToTensor(arr: NpyArray, opts: NpyToTensorOptions = {}): tf.Tensor4D {
+  const name = opts.name ?? 'npy array';
   if (arr.dtype !== 'float32' && arr.dtype !== 'float64') {
-    throw new Error(`npyToTensor: expected a float32 or float64 array, got ${arr.dtype}`);
+    throw new Error(`${name}: expected a float32 or float64 array, got ${arr.dtype} (save it with arr.astype(np.float32))`);
   }
   if (arr.shape.length !== 3 && arr.shape.length !== 4) {
-    throw new Error(`npyToTensor: expected shape (N,C,H,W) or (C,H,W), got (${arr.shape.join(', ')})`);
+    throw new Error(`${name}: expected shape (N,C,H,W) or (C,H,W), got (${arr.shape.join(', ')})`);
+  }
+  if (arr.shape.some((d) => d === 0)) throw new Error(`${name}: array of shape (${arr.shape.join(', ')}) is empty`);
+  const bad = firstNonFiniteIndex(arr.data as Float32Array | Float64Array);
+  if (bad >= 0) {
+    throw new Error(`${name}: value ${arr.data[bad]} at index ${formatIndex(bad, arr.shape)} (values must be finite)`);
+  }
+  if (opts.unitRange) {
+    let lo = Infinity;
+    let hi = -Infinity;
+    let outside = 0;
+    for (const v of arr.data as Float32Array | Float64Array) {
+      if (v < lo) lo = v;
+      if (v > hi) hi = v;
+      if (v < 0 || v > 1) outside++;
+    }
+    if (outside > 0) {
+      process.stderr.write(
+        `irlens: warning: ${name}: ${outside} of ${arr.data.length} values lie outside [0,1] (min ${lo}, max ${hi}); ` +
+          'images are expected in [0,1] and outputs are clipped to it\n',
+      );
+    }
   }
   const [n, c, h, w] = arr.shape.length === 4 ? arr.shape : [1, ...arr.shape];
   const values = arr.data instanceof Float32Array ? arr.data.slice() : Float32Array.from(arr.data as Float64Array);

@@ -55,6 +55,15 @@ export function loadWeights(
   if (strict && missing.length) problems.push(`missing keys: ${listForError(missing)}`);
   if (strict && unexpected.length) problems.push(`unexpected keys: ${listForError(unexpected)}`);
   if (problems.length) throw new Error(`${opts.source ?? 'state_dict'}: ${problems.join('; ')}`);
+  // NaN/Inf weights would not fail anywhere later: wasm's clipByValue turns them into 0 and the output is silently wrong.
+  for (const [k] of entries) {
+    const t = stateDict.get(k);
+    if (!t || t.data instanceof BigInt64Array) continue;
+    const bad = firstNonFinite(t.data);
+    if (bad >= 0) {
+      throw new Error(`${opts.source ?? 'state_dict'}: tensor '${k}' has ${t.data[bad]} at index ${bad} (weights must be finite)`);
+    }
+  }
 
   // A shared parameter (MPRNet's PReLU) is assigned once per key; the values are identical in a real checkpoint.
   let loaded = 0;
@@ -66,6 +75,20 @@ export function loadWeights(
     loaded++;
   }
   return { loaded, skipped, missing, unexpected };
+}
+
+/** Index of the first NaN/Infinity in `data`, or -1. */
+export function firstNonFinite(data: ArrayLike<number>): number {
+  for (let i = 0; i < data.length; i++) if (!Number.isFinite(data[i])) return i;
+  return -1;
+}
+
+/**
+ * The model's state_dict names and PyTorch shapes, for checkpoint readers (`expected` of loadStateDict): they
+ * read only tensors the model has, with its shapes, so a checkpoint cannot make them allocate more.
+ */
+export function expectedShapes(model: Module): Map<string, number[]> {
+  return new Map(model.stateEntries().map(([k, p]) => [k, [...p.torchShape]]));
 }
 
 /** The model's parameters as a PyTorch-layout state dict (shared parameters under every key, like state_dict()). */

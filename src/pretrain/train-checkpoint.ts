@@ -6,6 +6,8 @@
  *   RUN/checkpoints/step-00000100/model.safetensors       weights (irlens checkpoint, saveModel)
  *   RUN/checkpoints/step-00000100/optimizer.safetensors   Adam moments (exp_avg.<param>, exp_avg_sq.<param>)
  *                                                         + per-parameter step counts in the metadata
+ *   RUN/checkpoints/step-00000100/state.json  the trainer state of this checkpoint: each checkpoint directory
+ *                                              is resumable on its own (--resume falls back to the newest intact one)
  *   RUN/state.json                             trainer state of the last COMPLETE checkpoint (step, sampler
  *                                              counters = the data Rng state, log length, ...), naming its
  *                                              checkpoint directory
@@ -72,6 +74,88 @@ export function readTrainerState(runDir: string): TrainerState | undefined {
   return s;
 }
 
+/**
+ * Why a checkpoint's safetensors file cannot be used (missing, truncated, header not parseable), or undefined when
+ * it is whole: its size must equal 8 + header + the end of the last tensor. Reads the header only.
+ */
+export function safetensorsDamage(file: string): string | undefined {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, 'r');
+  } catch {
+    return `'${file}' is missing`;
+  }
+  try {
+    const size = fs.fstatSync(fd).size;
+    const head = Buffer.alloc(8);
+    if (fs.readSync(fd, head, 0, 8, 0) !== 8) return `'${file}' is truncated (${size} bytes)`;
+    const n = Number(head.readBigUInt64LE(0));
+    if (!(n > 1 && 8 + n <= size && n < 100 * 2 ** 20)) return `'${file}' is truncated or not a safetensors file`;
+    const json = Buffer.alloc(n);
+    fs.readSync(fd, json, 0, n, 8);
+    const header = JSON.parse(json.toString('utf8')) as Record<string, { data_offsets?: [number, number] }>;
+    let end = 0;
+    for (const [k, v] of Object.entries(header)) if (k !== '__metadata__') end = Math.max(end, v?.data_offsets?.[1] ?? 0);
+    return 8 + n + end === size ? undefined : `'${file}' is truncated (${size} bytes, its header needs ${8 + n + end})`;
+  } catch {
+    return `'${file}' has an unreadable header`;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Why `state` cannot be resumed from in `runDir` (its checkpoint files damaged, the log too short), or undefined. */
+function checkpointDamage(runDir: string, state: TrainerState): string | undefined {
+  if (state.format !== 'irlens-train-state/1' || typeof state.checkpoint !== 'string' || !Number.isSafeInteger(state.step)) {
+    return 'not an irlens trainer state';
+  }
+  const dir = path.join(runDir, state.checkpoint);
+  for (const f of ['model.safetensors', 'optimizer.safetensors']) {
+    const damage = safetensorsDamage(path.join(dir, f));
+    if (damage) return damage;
+  }
+  const log = path.join(runDir, LOG_FILE);
+  const size = fs.existsSync(log) ? fs.statSync(log).size : 0;
+  if (size < state.logBytes) return `'${log}' is shorter (${size} bytes) than at step ${state.step} (${state.logBytes})`;
+  return undefined;
+}
+
+/**
+ * The state --resume continues from: state.json's checkpoint when intact, else the newest checkpoint directory
+ * whose own state.json and files are intact. Reads only; when nothing is resumable it throws a one-line error
+ * that lists why, before anything in the run directory has been touched.
+ */
+export function resumeState(runDir: string, notify?: (line: string) => void): TrainerState {
+  const candidates: { where: string; state?: TrainerState; problem?: string }[] = [];
+  const tryRead = (file: string) => {
+    if (!fs.existsSync(file)) return;
+    try {
+      candidates.push({ where: file, state: JSON.parse(fs.readFileSync(file, 'utf8')) as TrainerState });
+    } catch {
+      candidates.push({ where: file, problem: `'${file}' is not valid JSON` });
+    }
+  };
+  tryRead(path.join(runDir, STATE_FILE));
+  const root = path.join(runDir, CKPT_DIR);
+  const dirs = fs.existsSync(root) ? fs.readdirSync(root).filter((d) => /^step-\d+$/.test(d)).sort().reverse() : [];
+  for (const d of dirs) tryRead(path.join(root, d, STATE_FILE));
+  const problems: string[] = [];
+  const usable = candidates
+    .filter((c) => {
+      const problem = c.problem ?? checkpointDamage(runDir, c.state!);
+      if (problem) problems.push(problem);
+      return !problem;
+    })
+    .sort((a, b) => b.state!.step - a.state!.step);
+  if (usable.length === 0) {
+    const why = candidates.length === 0 ? `no ${STATE_FILE} and no checkpoint directories with one` : problems.join('; ');
+    throw new Error(`--resume: '${runDir}' has no intact checkpoint to resume from (${why}); nothing was changed`);
+  }
+  const best = usable[0];
+  if (problems.length) notify?.(`irlens: warning: --resume: skipped damaged checkpoints (${problems.join('; ')}); resuming from step ${best.state!.step}`);
+  return best.state!;
+}
+
 /** Writes model + optimizer files of `state.checkpoint`, then state.json, then prunes older checkpoints. */
 export function writeCheckpoint(
   runDir: string,
@@ -86,7 +170,9 @@ export function writeCheckpoint(
   saveModel(model, path.join(dir, 'model.safetensors'), modelMetadata);
   const opt = optimizer.state();
   writeSafetensors(path.join(dir, 'optimizer.safetensors'), opt.tensors, { 'irlens.optimizer': JSON.stringify(opt.meta) });
-  writeFileAtomic(path.join(runDir, STATE_FILE), `${JSON.stringify(state, null, 1)}\n`);
+  const text = `${JSON.stringify(state, null, 1)}\n`;
+  writeFileAtomic(path.join(dir, STATE_FILE), text);
+  writeFileAtomic(path.join(runDir, STATE_FILE), text);
   pruneCheckpoints(runDir, state.checkpoint, keep);
 }
 

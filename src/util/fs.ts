@@ -76,8 +76,10 @@ export function writeFilesAtomic(files: readonly (readonly [string, string | Uin
   const cleanup = () => {
     for (const s of staged) fs.rmSync(s.tmp, { force: true });
   };
+  let current = ''; // the file being staged, for "cannot write '<file>'" (never the temp name)
   try {
     for (const [file, data] of files) {
+      current = file;
       const dir = path.dirname(path.resolve(file));
       fs.mkdirSync(dir, { recursive: true });
       if (fs.existsSync(file) && !fs.statSync(file).isFile()) throw new Error(`'${file}' exists and is not a regular file`);
@@ -87,7 +89,7 @@ export function writeFilesAtomic(files: readonly (readonly [string, string | Uin
     }
   } catch (e) {
     cleanup();
-    throw e;
+    throw (e as NodeJS.ErrnoException)?.code ? writeError(current, e) : e;
   }
   const done: { file: string; backup?: string }[] = [];
   try {
@@ -113,7 +115,7 @@ export function writeFilesAtomic(files: readonly (readonly [string, string | Uin
       } else fs.rmSync(d.file, { force: true });
     }
     cleanup();
-    throw e;
+    throw (e as NodeJS.ErrnoException)?.code && staged.length ? writeError(staged[Math.min(done.length, staged.length) - 1]?.file ?? current, e) : e;
   }
   for (const d of done) if (d.backup) fs.rmSync(d.backup, { force: true });
 }

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
 const ROOT = path.resolve(__dirname, '../..');
-const CLI = path.join(ROOT, 'src/cli/pretrain.ts');
+const CLI = path.join(ROOT, 'src/cli/main.ts');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'irlens-resume-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 

@@ -10,7 +10,8 @@ export {
   type TensorData,
   type TensorDType,
 } from './tensor';
-export { type TorchCheckpoint, type TorchFormat } from './torch';
+export { MAX_PICKLE_BYTES, type TorchCheckpoint, type TorchFormat } from './torch';
+export { PICKLE_LIMITS, scanPickle } from './pickle';
 export {
   detectCheckpointFormat,
   extractStateDict,
@@ -22,6 +23,7 @@ export {
   type CheckpointFormat,
   type ExtractOptions,
   type LoadedStateDict,
+  type LoadOptions,
 } from './state-dict';
 export {
   encodeSafetensors,

@@ -41,6 +41,8 @@ const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 export interface SafetensorsContent {
   tensors: StateDict;
   metadata: Record<string, string>;
+  /** Tensors left shape-only (empty data) because `wanted` declined them; see parseSafetensors. */
+  unread: string[];
 }
 
 export function isSafetensors(bytes: Uint8Array): boolean {
@@ -53,8 +55,16 @@ function isCount(x: unknown): x is number {
   return typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
 }
 
-/** Parses safetensors bytes; `name` is used in error messages. Floats come back as Float32Array. */
-export function parseSafetensors(bytes: Uint8Array, name = '<bytes>'): SafetensorsContent {
+/**
+ * Parses safetensors bytes; `name` is used in error messages. Floats come back as Float32Array. Tensors for
+ * which `wanted(name, shape)` is false are not decoded: they come back shape-only (empty data) and are listed
+ * in `unread`.
+ */
+export function parseSafetensors(
+  bytes: Uint8Array,
+  name = '<bytes>',
+  wanted?: (tensor: string, shape: readonly number[]) => boolean,
+): SafetensorsContent {
   requireLittleEndianHost();
   const fail = (what: string): never => {
     throw new CheckpointError(`checkpoint ${name}: ${what}`);
@@ -107,12 +117,18 @@ export function parseSafetensors(bytes: Uint8Array, name = '<bytes>'): Safetenso
   }
   if (cursor !== dataLength) fail(`data buffer has ${dataLength} bytes but tensors cover ${cursor}`);
   const tensors: StateDict = new Map();
+  const unread: string[] = [];
   for (const s of spans) {
+    if (wanted && !wanted(s.name, s.shape)) {
+      tensors.set(s.name, { shape: s.shape, dtype: s.dtype, data: new Float32Array(0) });
+      unread.push(s.name);
+      continue;
+    }
     const data = decodeElements(bytes, dataStart + s.begin, numelOf(s.shape), s.dtype);
     tensors.set(s.name, { shape: s.shape, dtype: s.dtype, data });
   }
   // Object.fromEntries defines own properties, so a '__proto__' key stays plain data.
-  return { tensors, metadata: Object.fromEntries(metadataEntries) };
+  return { tensors, metadata: Object.fromEntries(metadataEntries), unread };
 }
 
 /** Reads a safetensors file (path) or buffer. */
