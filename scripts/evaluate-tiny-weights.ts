@@ -13,7 +13,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { initBackend } from '../src/engine/backend';
 import { imageToTensor, tensorToImages } from '../src/io/image';
-import { loadSavedModel } from '../src/models';
+import { loadSavedModel } from '../src/weights/spec';
 import { metricOptionsFor, psnr, ssim } from '../src/analysis/metrics';
 import { imresize } from '../src/degradations/imresize';
 import { folderSource } from '../src/pretrain/data';

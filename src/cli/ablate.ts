@@ -12,7 +12,8 @@ import * as fs from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
 import { Command } from 'commander';
 import { SingleBar } from 'cli-progress';
-import { loadModelSpec, type LoadedModel } from '../models';
+import '../models';
+import { loadModelSpec, type LoadedModel } from '../weights/spec';
 import { resolveHookNames } from '../models/hooks';
 import { padBottomRight, type RestorationModel } from '../models/model';
 import { describeWeights, findShippedWeights } from '../weights';
@@ -27,7 +28,7 @@ import { disposeBatches, matchPairedFolders, pairedFromFolders, syntheticPairs, 
 import { checkWindow, lam, LAM_DEFAULTS, type LamResult } from '../analysis/ablation/lam';
 import { ablateReportJson, lamHtml, rankedEntries, writeAblateReport, type AblationReport, type WeightsInfo } from '../analysis/report/ablate-report';
 import { parseDegradation } from '../degradations';
-import { writeFileAtomic } from '../util/fs';
+import { writeFilesAtomic } from '../util/fs';
 import { IRLENS_VERSION } from '../version';
 import { Rng } from '../util/rng';
 import { parseNonNegativeInt, parsePositiveInt, parseSize, startBackend } from './common';
@@ -371,13 +372,10 @@ async function runLam(specs: string[], o: AblateOptions, backend?: string): Prom
     provenance: provenance(),
     commandMs: performance.now() - t0,
   };
-  writeFileAtomic(`${base}.json`, `${JSON.stringify(json)}\n`);
-  try {
-    writeFileAtomic(`${base}.html`, html);
-  } catch (e) {
-    fs.rmSync(`${base}.json`, { force: true });
-    throw e;
-  }
+  writeFilesAtomic([
+    [`${base}.json`, `${JSON.stringify(json)}\n`],
+    [`${base}.html`, html],
+  ]);
   if (o.json) process.stdout.write(`${JSON.stringify({ ...json, models: json.models.map(({ map: _m, ...rest }) => rest), files: { html: `${base}.html`, json: `${base}.json` } }, null, 1)}\n`);
   else process.stdout.write(`${lams.map((l) => `${l.label}: DI ${l.result.diffusionIndex.toFixed(2)}`).join('\n')}\nwrote ${base}.html, ${base}.json\n`);
 }

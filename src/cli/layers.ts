@@ -1,6 +1,7 @@
 /** `irlens layers MODEL`: every hook point with its output shape and layout, default CKA layers marked. */
 import { Command } from 'commander';
-import { createModel, LAYOUT_TEXT, layerInfo, loadModelSpec, parseConfigJson } from '../models';
+import { createModel, LAYOUT_TEXT, layerInfo } from '../models';
+import { loadModelSpec, parseConfigJson } from '../weights/spec';
 import { parseSize, startBackend } from './common';
 
 export function layersCommand(): Command {

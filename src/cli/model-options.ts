@@ -1,6 +1,6 @@
 /** The options every model-running command shares: --model/--config/--weights/--seed/--task. */
 import { Command } from 'commander';
-import { LoadedModel, loadModelSpec, parseConfigJson } from '../models';
+import { LoadedModel, loadModelSpec, parseConfigJson } from '../weights/spec';
 import { parseParamCount } from '../models/registry';
 import { parseNonNegativeInt } from './common';
 

@@ -21,5 +21,4 @@ export {
 } from './family';
 export { splitHeads, windowAttention, type AttentionTaps, type WindowAttentionOptions } from './blocks/window-attention';
 export * from './weights';
-export * from './spec';
 export * from './layer-info';

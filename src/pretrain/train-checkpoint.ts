@@ -20,7 +20,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { readSafetensors, writeSafetensors } from '../models/checkpoint';
-import { saveModel } from '../models/spec';
+import { saveModel } from '../weights/spec';
 import type { RestorationModel } from '../models/model';
 import { writeFileAtomic } from '../util/fs';
 import type { SamplerState } from './data';

@@ -21,7 +21,7 @@ import * as tf from '@tensorflow/tfjs';
 import cliProgress from 'cli-progress';
 import type { RestorationModel, TaskSpec } from '../models/model';
 import { resolveSpec, type Config } from '../models/registry';
-import { loadSavedModel, saveModel } from '../models/spec';
+import { loadSavedModel, saveModel } from '../weights/spec';
 import { imageToTensor, tensorToImages } from '../io/image';
 import { metricOptionsFor, psnr, ssim } from '../analysis/metrics';
 import { writeFileAtomic } from '../util/fs';

@@ -54,11 +54,14 @@ export async function downloadResumable(url: string, partial: string, opts: Down
     offset = 0;
   }
   if (opts.expectedBytes !== undefined && offset === opts.expectedBytes) return { bytes: offset, resumedFrom: offset };
-  let res: Response;
-  try {
-    res = await fetch(url, { headers: offset > 0 ? { Range: `bytes=${offset}-` } : {}, redirect: 'follow' });
-  } catch (e) {
-    throw new Error(`weights ${opts.label}: cannot reach ${url} (${causeOf(e)})`);
+  let res: Response | undefined;
+  // One retry: a reused keep-alive connection that the server has just closed fails before any byte arrives.
+  for (let attempt = 0; res === undefined; attempt++) {
+    try {
+      res = await fetch(url, { headers: offset > 0 ? { Range: `bytes=${offset}-` } : {}, redirect: 'follow' });
+    } catch (e) {
+      if (attempt >= 1) throw new Error(`weights ${opts.label}: cannot reach ${url} (${causeOf(e)})`);
+    }
   }
   if (res.status === 416 && offset > 0) {
     await res.body?.cancel();

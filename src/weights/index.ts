@@ -5,3 +5,4 @@ export * from './hash';
 export * from './home';
 export * from './provenance';
 export { downloadResumable, type DownloadOptions, type DownloadResult } from './download';
+export * from './spec';

@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import '../../src/models';
 import { createModel } from '../../src/models/registry';
-import { saveModel } from '../../src/models/spec';
+import { saveModel } from '../../src/weights/spec';
 import { errorLines, expectRefusal, expectSuccess, f32, filesIn, npyBytes, pngHeaderOnly, printTable, runChild, tempDir } from './harness';
 
 const tmp = tempDir('inputs');

@@ -7,7 +7,7 @@ import { initBackend } from '../../src/engine/backend';
 import '../../src/models';
 import { createModel } from '../../src/models/registry';
 import { hookPoints, disposeCache } from '../../src/models/hooks';
-import { loadSavedModel, saveModel } from '../../src/models/spec';
+import { loadSavedModel, saveModel } from '../../src/weights/spec';
 import {
   createMultiTaskModel,
   createTaskModel,

@@ -5,7 +5,7 @@ import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/engine/backend';
 import '../../src/models';
-import { loadSavedModel, saveModel } from '../../src/models/spec';
+import { loadSavedModel, saveModel } from '../../src/weights/spec';
 import { createModel } from '../../src/models/registry';
 import { builtinSource } from '../../src/pretrain/data';
 import { createMultiTaskModel, describeTask, headKeysOf } from '../../src/pretrain/multitask';

@@ -9,7 +9,8 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/engine/backend';
-import { loadModelSpec } from '../../src/models';
+import '../../src/models';
+import { loadModelSpec } from '../../src/weights/spec';
 import {
   cachedWeightsPath,
   describeWeights,

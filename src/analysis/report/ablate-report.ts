@@ -2,16 +2,15 @@
  * Ablation reports: `<base>.json` (baseline metrics, every entry with hook point, mode, head, mean PSNR/SSIM, drop
  * and interval, per-image values) and `<base>.html` (offline, self-contained: ranked drops with intervals, the
  * block x mode knock-out map, the per-head grid, stages, example images, LAM maps, settings and weights provenance).
- * Both files are written all-or-none: the HTML is only renamed into place once the JSON is.
+ * Both files are written all-or-none (writeFilesAtomic): a failure leaves the previous set as it was.
  */
-import * as fs from 'node:fs';
 import type { ImageF32 } from '../../io/types';
 import { encodePng } from '../../io/image';
 import type { AblationResult } from '../ablation/runner';
 import type { LamResult } from '../ablation/lam';
-import { escapeHtml, htmlPage, keyValueTable, table } from './html';
+import { escapeHtml, htmlPage, inlineScript, keyValueTable, plotlyOnce, table } from './html';
 import { plotId, plotlyScript } from './plotly';
-import { writeFileAtomic } from '../../util/fs';
+import { writeFilesAtomic } from '../../util/fs';
 
 export const ABLATE_REPORT_FORMAT = 'irlens-ablate/1';
 
@@ -77,7 +76,7 @@ async function pngDataUri(img: ImageF32): Promise<string> {
 }
 
 /** A LAM map as a gray image (sqrt for visibility, like LAM_Demo's display) with the window outlined on the output grid. */
-function lamHeat(l: LamResult): ImageF32 {
+export function lamHeatImage(l: LamResult): ImageF32 {
   const data = new Float32Array(l.height * l.width * 3);
   for (let p = 0; p < l.height * l.width; p++) {
     const v = Math.sqrt(l.map[p]);
@@ -105,6 +104,147 @@ function imgTag(src: string, caption: string, px = 192): string {
   return `<figure style="display:inline-block;margin:4px"><img src="${src}" style="width:${px}px;image-rendering:pixelated" alt="${escapeHtml(caption)}"><figcaption class="note">${escapeHtml(caption)}</figcaption></figure>`;
 }
 
+/** A Plotly chart as data: the page collects its scripts, notebooks take ablateChartHtml's fragment. */
+export interface ChartSpec {
+  traces: unknown[];
+  layout: Record<string, unknown>;
+}
+
+/**
+ * Drop colours: diverging around 0 (blue = the ablation helps, white = no change, dark red = the largest drop),
+ * symmetric range so the sign reads at a glance. Plotly's built-in 'Reds' ends in light grey at its top, which made
+ * the most harmful cell look like a missing one; a cell without an entry is drawn mid grey (off this scale) and
+ * labelled 'n/a'.
+ */
+const DROP_SCALE: [number, string][] = [
+  [0, '#2166ac'],
+  [0.25, '#92c5de'],
+  [0.5, '#f7f7f7'],
+  [0.62, '#fddbc7'],
+  [0.75, '#ef8a62'],
+  [0.88, '#b2182b'],
+  [1, '#67001f'],
+];
+const MISSING_COLOR = '#9e9e9e';
+const DROP_SCALE_NOTE = 'Colours: dark red = largest PSNR drop, white = no change, blue = the ablation improves PSNR; grey cells marked n/a have no entry (identity skipped for blocks that change shape, or the mode was not run there).';
+
+/** A drop heatmap (rows y, columns x, null = no entry) on DROP_SCALE, every cell labelled with its value or n/a. */
+function dropHeatmap(z: (number | null)[][], x: string[], y: string[], height: number): ChartSpec {
+  const finite = z.flat().filter((v): v is number => v !== null && Number.isFinite(v));
+  const zmax = Math.max(1e-6, ...finite.map(Math.abs));
+  const annotations = z.flatMap((row, i) =>
+    row.flatMap((v, j) => (v === null ? [{ x: x[j], y: y[i], text: 'n/a', showarrow: false, font: { color: '#ffffff', size: 11 } }] : [])),
+  );
+  return {
+    traces: [
+      {
+        type: 'heatmap',
+        z,
+        x,
+        y,
+        zmin: -zmax,
+        zmax,
+        zmid: 0,
+        colorscale: DROP_SCALE,
+        texttemplate: '%{z:.2f}',
+        hovertemplate: '%{y} / %{x}: %{z:.3f} dB<extra></extra>',
+        hoverongaps: false,
+        colorbar: { title: { text: 'PSNR drop (dB)' } },
+      },
+    ],
+    layout: {
+      height,
+      margin: { l: 320, r: 20, t: 10, b: 60 },
+      yaxis: { autorange: 'reversed', type: 'category' },
+      xaxis: { type: 'category' },
+      plot_bgcolor: MISSING_COLOR,
+      annotations,
+    },
+  };
+}
+
+/** Ranked bar chart of the main output's mean PSNR drops with 95% bootstrap intervals (largest at the top). */
+export function ablateRankChart(res: AblationResult, limit = 60): ChartSpec {
+  const main = res.outputs[0];
+  const top = rankedEntries(res).slice(0, limit).reverse();
+  return {
+    traces: [
+      {
+        type: 'bar',
+        orientation: 'h',
+        y: top.map((e) => e.key),
+        x: top.map((e) => e.drop[main].psnr),
+        error_x: {
+          type: 'data',
+          symmetric: false,
+          array: top.map((e) => (e.drop[main].psnrCi ? e.drop[main].psnrCi!.hi - e.drop[main].psnr : 0)),
+          arrayminus: top.map((e) => (e.drop[main].psnrCi ? e.drop[main].psnr - e.drop[main].psnrCi!.lo : 0)),
+        },
+        marker: { color: top.map((e) => (e.drop[main].psnr >= 0 ? '#b2182b' : '#2166ac')) },
+      },
+    ],
+    layout: { height: Math.max(300, 18 * top.length + 80), margin: { l: 320, r: 20, t: 10, b: 40 }, xaxis: { title: { text: 'PSNR drop (dB)' } } },
+  };
+}
+
+/** The block x mode knock-out map of the whole-point entries (null when there are none). */
+export function ablateKnockoutChart(res: AblationResult): ChartSpec | null {
+  const main = res.outputs[0];
+  const blockEntries = res.entries.filter((e) => e.head === undefined);
+  const points = [...new Set(blockEntries.map((e) => e.point))];
+  const modes = [...new Set([...blockEntries.map((e) => e.mode), ...res.skipped.map((k) => k.key.split('/').pop()!)])];
+  if (points.length === 0 || modes.length === 0) return null;
+  const z = points.map((p) => modes.map((m) => blockEntries.find((e) => e.point === p && e.mode === m)?.drop[main].psnr ?? null));
+  return dropHeatmap(z, modes, points, Math.max(300, 22 * points.length + 100));
+}
+
+/** One attention-point x head grid per mode of the per-head entries. */
+export function ablateHeadCharts(res: AblationResult): { mode: string; chart: ChartSpec }[] {
+  const main = res.outputs[0];
+  const headEntries = res.entries.filter((e) => e.head !== undefined);
+  if (headEntries.length === 0) return [];
+  const nh = Math.max(...headEntries.map((e) => e.head!)) + 1;
+  const heads = Array.from({ length: nh }, (_, h) => `head ${h}`);
+  return [...new Set(headEntries.map((e) => e.mode))].map((mode) => {
+    const hp = [...new Set(headEntries.filter((e) => e.mode === mode).map((e) => e.point))];
+    const z = hp.map((p) => Array.from({ length: nh }, (_, h) => headEntries.find((e) => e.point === p && e.head === h && e.mode === mode)?.drop[main].psnr ?? null));
+    return { mode, chart: dropHeatmap(z, heads, hp, Math.max(260, 22 * hp.length + 100)) };
+  });
+}
+
+/**
+ * A chart as an HTML fragment (div + inline script) for notebooks (tslab.display.html) and pages of one's own;
+ * plotly.js comes inline from node_modules, by default once per process (plotlyOnce).
+ */
+export function ablateChartHtml(chart: ChartSpec, opts: { plotly?: boolean; divId?: string } = {}): string {
+  const id = opts.divId ?? plotId('irlens-ablate');
+  return [plotlyOnce(opts.plotly), `<div id="${escapeHtml(id)}" style="width:100%"></div>`, inlineScript(plotlyScript(id, chart.traces, chart.layout))].filter((x) => x !== '').join('\n');
+}
+
+/** The sorted table of every entry (main output): PSNR, drop and interval, SSIM, SSIM drop and interval. */
+export function ablateTableHtml(res: AblationResult, caption?: string): string {
+  const main = res.outputs[0];
+  return table(
+    ['hook point', 'mode', 'head', 'PSNR', 'drop (dB)', '95% CI', 'SSIM', 'SSIM drop', '95% CI', 'replayed'],
+    rankedEntries(res).map((e) => {
+      const d = e.drop[main];
+      return [
+        e.point,
+        e.mode,
+        e.head === undefined ? '' : String(e.head),
+        fmt(e.mean[main].psnr, 2),
+        fmt(d.psnr),
+        d.psnrCi ? `[${fmt(d.psnrCi.lo)}, ${fmt(d.psnrCi.hi)}]` : '—',
+        fmt(e.mean[main].ssim, 4),
+        fmt(d.ssim, 4),
+        d.ssimCi ? `[${fmt(d.ssimCi.lo, 4)}, ${fmt(d.ssimCi.hi, 4)}]` : '—',
+        String(e.replayed),
+      ];
+    }),
+    caption,
+  );
+}
+
 export async function ablateHtml(r: AblationReport): Promise<string> {
   const res = r.result;
   const main = res.outputs[0];
@@ -127,59 +267,17 @@ export async function ablateHtml(r: AblationReport): Promise<string> {
     ),
   );
   parts.push(`<h2>Ranked PSNR drops (${escapeHtml(main)})</h2><p class="note">Drop = unablated minus ablated PSNR per image; bars are means over images with 95% bootstrap intervals. Positive: the ablation hurts.</p>`);
-  const top = ranked.slice(0, 60).reverse();
-  parts.push(
-    charts.div(
-      'ablate-rank',
-      [
-        {
-          type: 'bar',
-          orientation: 'h',
-          y: top.map((e) => e.key),
-          x: top.map((e) => e.drop[main].psnr),
-          error_x: {
-            type: 'data',
-            symmetric: false,
-            array: top.map((e) => (e.drop[main].psnrCi ? e.drop[main].psnrCi!.hi - e.drop[main].psnr : 0)),
-            arrayminus: top.map((e) => (e.drop[main].psnrCi ? e.drop[main].psnr - e.drop[main].psnrCi!.lo : 0)),
-          },
-          marker: { color: '#c0392b' },
-        },
-      ],
-      { height: Math.max(300, 18 * top.length + 80), margin: { l: 320, r: 20, t: 10, b: 40 }, xaxis: { title: { text: 'PSNR drop (dB)' } } },
-    ),
-  );
-  // Knock-out map: block (hook point) x mode
-  const blockEntries = res.entries.filter((e) => e.head === undefined);
-  const points = [...new Set(blockEntries.map((e) => e.point))];
-  const modes = [...new Set(blockEntries.map((e) => e.mode))];
-  if (points.length && modes.length) {
-    const z = points.map((p) => modes.map((m) => blockEntries.find((e) => e.point === p && e.mode === m)?.drop[main].psnr ?? null));
+  const rank = ablateRankChart(res);
+  parts.push(charts.div('ablate-rank', rank.traces, rank.layout));
+  const knockout = ablateKnockoutChart(res);
+  if (knockout) {
     parts.push('<h2>Knock-out map (hook point x mode, PSNR drop in dB)</h2>');
-    parts.push(
-      charts.div('ablate-knockout', [{ type: 'heatmap', z, x: modes, y: points, colorscale: 'Reds', colorbar: { title: { text: 'dB' } } }], {
-        height: Math.max(300, 22 * points.length + 100),
-        margin: { l: 320, r: 20, t: 10, b: 60 },
-        yaxis: { autorange: 'reversed' },
-      }),
-    );
+    parts.push(charts.div('ablate-knockout', knockout.traces, knockout.layout));
+    parts.push(`<p class="note">${escapeHtml(DROP_SCALE_NOTE)}</p>`);
   }
-  // Per-head grid
-  const headEntries = res.entries.filter((e) => e.head !== undefined);
-  if (headEntries.length) {
-    for (const mode of [...new Set(headEntries.map((e) => e.mode))]) {
-      const hp = [...new Set(headEntries.filter((e) => e.mode === mode).map((e) => e.point))];
-      const nh = Math.max(...headEntries.map((e) => e.head!)) + 1;
-      const z = hp.map((p) => Array.from({ length: nh }, (_, h) => headEntries.find((e) => e.point === p && e.head === h && e.mode === mode)?.drop[main].psnr ?? null));
-      parts.push(`<h2>Per-head ablation: ${escapeHtml(mode)} (PSNR drop in dB)</h2>`);
-      parts.push(
-        charts.div('ablate-heads', [{ type: 'heatmap', z, x: Array.from({ length: nh }, (_, h) => `head ${h}`), y: hp, colorscale: 'Reds' }], {
-          height: Math.max(260, 22 * hp.length + 100),
-          margin: { l: 320, r: 20, t: 10, b: 60 },
-          yaxis: { autorange: 'reversed' },
-        }),
-      );
-    }
+  for (const { mode, chart } of ablateHeadCharts(res)) {
+    parts.push(`<h2>Per-head ablation: ${escapeHtml(mode)} (PSNR drop in dB)</h2>`);
+    parts.push(charts.div('ablate-heads', chart.traces, chart.layout));
   }
   if (res.outputs.length > 1) {
     parts.push('<h2>Stages</h2><p class="note">PSNR drop of every stage output (MPRNet): an ablation can only change the stages after it.</p>');
@@ -192,26 +290,7 @@ export async function ablateHtml(r: AblationReport): Promise<string> {
     );
   }
   parts.push('<h2>All entries</h2>');
-  parts.push(
-    table(
-      ['hook point', 'mode', 'head', 'PSNR', 'drop (dB)', '95% CI', 'SSIM', 'SSIM drop', '95% CI', 'replayed'],
-      ranked.map((e) => {
-        const d = e.drop[main];
-        return [
-          e.point,
-          e.mode,
-          e.head === undefined ? '' : String(e.head),
-          fmt(e.mean[main].psnr, 2),
-          fmt(d.psnr),
-          d.psnrCi ? `[${fmt(d.psnrCi.lo)}, ${fmt(d.psnrCi.hi)}]` : '—',
-          fmt(e.mean[main].ssim, 4),
-          fmt(d.ssim, 4),
-          d.ssimCi ? `[${fmt(d.ssimCi.lo, 4)}, ${fmt(d.ssimCi.hi, 4)}]` : '—',
-          String(e.replayed),
-        ];
-      }),
-    ),
-  );
+  parts.push(ablateTableHtml(res));
   if (res.skipped.length) parts.push(`<p class="note">Skipped: ${escapeHtml(res.skipped.map((k) => `${k.key} (${k.reason})`).join('; '))}</p>`);
   if (r.examples?.length) {
     parts.push('<h2>Examples</h2>');
@@ -226,7 +305,7 @@ export async function ablateHtml(r: AblationReport): Promise<string> {
     const figs: string[] = [];
     for (const l of r.lam) {
       figs.push(imgTag(await pngDataUri(l.input), `${l.label}: input (window ${l.window.x},${l.window.y},${l.window.w} on the output)`));
-      figs.push(imgTag(await pngDataUri(lamHeat(l.result)), `${l.label}: LAM, DI ${l.result.diffusionIndex.toFixed(2)}`));
+      figs.push(imgTag(await pngDataUri(lamHeatImage(l.result)), `${l.label}: LAM, DI ${l.result.diffusionIndex.toFixed(2)}`));
     }
     parts.push(`<div>${figs.join('')}</div>`);
   }
@@ -250,14 +329,10 @@ export async function writeAblateReport(r: AblationReport, base: string): Promis
   const files = { html: `${base}.html`, json: `${base}.json` };
   const json = `${JSON.stringify(ablateReportJson(r), null, 1)}\n`;
   const html = await ablateHtml(r);
-  const existed = fs.existsSync(files.json);
-  writeFileAtomic(files.json, json);
-  try {
-    writeFileAtomic(files.html, html);
-  } catch (e) {
-    if (!existed) fs.rmSync(files.json, { force: true });
-    throw e;
-  }
+  writeFilesAtomic([
+    [files.json, json],
+    [files.html, html],
+  ]);
   return files;
 }
 
@@ -276,7 +351,7 @@ export async function lamHtml(title: string, lams: NonNullable<AblationReport['l
   const figs: string[] = [];
   for (const l of lams) {
     figs.push(imgTag(await pngDataUri(l.input), `${l.label}: input`));
-    figs.push(imgTag(await pngDataUri(lamHeat(l.result)), `${l.label}: LAM, DI ${l.result.diffusionIndex.toFixed(2)}`));
+    figs.push(imgTag(await pngDataUri(lamHeatImage(l.result)), `${l.label}: LAM, DI ${l.result.diffusionIndex.toFixed(2)}`));
   }
   parts.push(`<div>${figs.join('')}</div>`);
   parts.push(

@@ -9,7 +9,7 @@ import type { ImageF32 } from '../../io/types';
 import { centerCrop, imageToTensor, tensorToImages } from '../../io/image';
 import type { RestorationModel } from '../../models/model';
 import type { Config } from '../../models/family';
-import { loadSavedModel } from '../../models/spec';
+import { loadSavedModel } from '../../weights/spec';
 import { metricOptionsFor, psnr, ssim } from '../../analysis/metrics';
 import type { NamedImage } from '../../analysis/similarity';
 import { Rng } from '../../util/rng';

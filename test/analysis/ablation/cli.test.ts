@@ -93,7 +93,7 @@ describe('irlens ablate', () => {
       [['ablate', 'swinir-tiny', '--images', '1', '--modes', 'resample'], /resample needs at least 2 images/],
       [['ablate', 'swinir-tiny', 'restormer-tiny'], /MODEL: expected one model spec/],
       [['ablate', 'mprnet-tiny@random'], /--degradation: task 'deblur' has no synthetic degradation/],
-      [['ablate', 'swinir-tiny', '--degradation', 'dn-25'], /--degradation: 'dn-25' has scale 1, task 'sr-x2' expects 2/],
+      [['ablate', 'swinir-tiny@swinir-tiny-sr-x2', '--degradation', 'dn-25'], /--degradation: 'dn-25' has scale 1, task 'sr-x2' expects 2/],
       [['ablate', 'lam', 'swinir-tiny', '--window', '1,2,3'], /--image: lam needs an image/],
       [['ablate', 'lam', 'swinir-tiny', '--image', 'x.png', '--window', '1,2'], /--window: expected x,y,w/],
       [['ablate', 'swinir-tiny', '--layers', 'conv_first', '--modes', 'identity', '--images', '2'], /identity: conv_first maps/],

@@ -16,25 +16,16 @@
  * metadata keys irlens.family, irlens.preset, irlens.config (JSON), irlens.version.
  */
 import * as fs from 'node:fs';
-import { loadStateDict, writeSafetensors } from './checkpoint';
-import type { RestorationModel } from './model';
-import { Config, createModel, resolveSpec } from './registry';
-import { expectedShapes, exportStateDict, loadWeights, LoadReport } from './weights';
+import { loadStateDict, writeSafetensors } from '../models/checkpoint';
+import type { RestorationModel } from '../models/model';
+import { Config, createModel, resolveSpec } from '../models/registry';
+import { expectedShapes, exportStateDict, loadWeights, LoadReport } from '../models/weights';
 import { IRLENS_VERSION } from '../version';
 import { closestNames } from '../util/closest';
-import {
-  catalogNames,
-  defaultShippedWeights,
-  findOfficialWeights,
-  findShippedWeights,
-  getOfficialWeights,
-  randomInitProvenance,
-  sha256File,
-  shippedWeightsDir,
-  type GetOptions,
-  type ShippedWeightsEntry,
-  type WeightsProvenance,
-} from '../weights';
+import { catalogNames, defaultShippedWeights, findOfficialWeights, findShippedWeights, shippedWeightsDir, type ShippedWeightsEntry } from './catalog';
+import { getOfficialWeights, type GetOptions } from './get';
+import { sha256File } from './hash';
+import { randomInitProvenance, type WeightsProvenance } from './provenance';
 import * as path from 'node:path';
 
 export interface LoadedModel {
