@@ -271,6 +271,11 @@ export {
   type ImageSource,
   type BestMatch,
 } from './analysis/similarity';
+/** CKA of your own activations: two .npy matrices, or the layer x layer map of two .npz archives (optionally minibatched). */
+export { activationFilesCka, activationArchivesCka, type ActivationCkaOptions, type ActivationCkaResult, type ArchiveCkaResult } from './analysis/activations';
+export { readNpz, decodeNpz, type NpzMember } from './io/npz';
+/** What every analysis output states: command line, version and git commit, compute path, weights. */
+export { runProvenance, commandLine, type RunProvenance, type ModelWeights } from './analysis/provenance';
 /** Restoration metrics, scored as each task's official test script does. */
 export { psnr, ssim, evaluateBatch, metricOptionsFor, type MetricOptions, type BatchMetrics } from './analysis/metrics';
 /** CKA reports (JSON, HTML, PNG heatmaps). */
@@ -279,6 +284,11 @@ export {
   ckaReportJson,
   ckaHtml,
   ckaPng,
+  ckaSvg,
+  ckaPdf,
+  svgToPdf,
+  FIGURE_FORMATS,
+  type FigureFormat,
   ckaHeatmapSpec,
   ckaHeatmapHtml,
   plotlyOnce,

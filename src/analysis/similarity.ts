@@ -34,6 +34,8 @@ import { featureSettings, FEATURE_MODES, toFeatures, type FeatureMode, type Feat
 import { gramFromTensor, type Kernel } from './gram';
 import { assertEstimator, minExamples, type Estimator } from './hsic';
 import { MinibatchCKA, type CkaInterval } from './minibatch-cka';
+import { modelWeights, runProvenance, type ModelWeights, type RunProvenance } from './provenance';
+import type { WeightsProvenance } from '../weights/provenance';
 
 export interface NamedImage {
   name: string;
@@ -50,6 +52,12 @@ export interface SimilarityProgress {
   images: number;
   /** Total images when the source is an array, else undefined. */
   totalImages?: number;
+  /** Model forwards done, counted in images (A and B separately; one per image when B shares A's forward). */
+  forwardImages: number;
+  /** Forwards per image: 1 when B shares A's forward, else 2. */
+  forwardsPerImage: 1 | 2;
+  /** The forward that just finished ('A' or 'B'). */
+  side: 'A' | 'B';
   elapsedMs: number;
 }
 
@@ -89,6 +97,12 @@ export interface LayerSimilarityOptions {
   /** Interventions applied during each model's forward before the activations are observed (ablations, tests). */
   hooksA?: Record<string, HookFn | HookFn[]>;
   hooksB?: Record<string, HookFn | HookFn[]>;
+  /** Which weights each model runs with (LoadedModel.provenance); stated in every report, random-init loudly. */
+  weightsA?: WeightsProvenance;
+  weightsB?: WeightsProvenance;
+  /** The command line that ran the study (provenance.run.command). */
+  command?: string;
+  /** Called after every model forward (per batch: after A, then after B). */
   onProgress?: (p: SimilarityProgress) => void;
 }
 
@@ -105,6 +119,8 @@ export interface ModelSide {
   params: number;
   /** The hook point globs that selected the layers. */
   layerGlobs: string[];
+  /** Which weights the model ran with (absent when the caller did not say: weightsA/weightsB). */
+  weights?: ModelWeights;
 }
 
 export interface SimilaritySettings {
@@ -149,6 +165,8 @@ export interface SimilarityProvenance {
   images: string[];
   timings: SimilarityTimings;
   createdAt: string;
+  /** Command line, irlens version and git commit, compute path (absent in results of older versions). */
+  run?: RunProvenance;
 }
 
 export interface SimilarityResult {
@@ -167,6 +185,8 @@ export interface SimilarityResult {
   examples: number;
   settings: SimilaritySettings;
   provenance: SimilarityProvenance;
+  /** Things a reader must not miss (a random-init model); shown loudly in every report. */
+  warnings?: string[];
 }
 
 const WHERE = 'layerSimilarity';
@@ -179,6 +199,7 @@ interface Side {
   degradation: Degradation | undefined;
   globs: string[];
   hooks: Record<string, HookFn | HookFn[]>;
+  weights?: WeightsProvenance;
 }
 
 function describeSide(s: Side, inputSize: [number, number]): ModelSide {
@@ -192,6 +213,7 @@ function describeSide(s: Side, inputSize: [number, number]): ModelSide {
     channels: s.model.inChannels,
     params: s.model.numParameters(),
     layerGlobs: [...s.globs],
+    ...(s.weights ? { weights: modelWeights(s.weights) } : {}),
   };
 }
 
@@ -400,6 +422,8 @@ export async function layerSimilarity(opts: LayerSimilarityOptions): Promise<Sim
     : makeSide(opts.modelB!, opts.labelB, opts.taskB, opts.layersB, opts.hooksB);
   // One forward serves both axes only when it is literally the same computation.
   const shared = sameObject && A.task.name === B.task.name && (opts.hooksB === undefined || opts.hooksB === opts.hooksA);
+  A.weights = opts.weightsA;
+  B.weights = sameObject ? opts.weightsB ?? opts.weightsA : opts.weightsB;
   if (opts.size) {
     checkStudySize(A.model, A.task.name, opts.size);
     checkStudySize(B.model, B.task.name, opts.size);
@@ -430,10 +454,8 @@ export async function layerSimilarity(opts: LayerSimilarityOptions): Promise<Sim
     const first = names.length;
     names.push(...items.map((it) => it.name));
     const xA = await modelInputs(A, crops, first, v.seed);
-    const xB = shared ? xA : await modelInputs(B, crops, first, v.seed).catch((e) => (xA.dispose(), Promise.reject(e)));
     t.images += performance.now() - tWait;
     inputA = [xA.shape[1], xA.shape[2]];
-    inputB = [xB.shape[1], xB.shape[2]];
 
     const fo = { ...featureOpts, batchIndex };
     const gramOf = (x: tf.Tensor): Float64Array => {
@@ -450,13 +472,30 @@ export async function layerSimilarity(opts: LayerSimilarityOptions): Promise<Sim
       if (v.mode === 'pixels') spatial.add(spatialSize(x));
       return gramOf(x);
     };
+    const forwardsPerImage = shared ? 1 : 2;
+    const progress = (side: 'A' | 'B', forwardImages: number) =>
+      opts.onProgress?.({ batches: batchIndex + (side === 'B' || shared ? 1 : 0), images: first + (side === 'B' || shared ? n : 0), totalImages, forwardImages, forwardsPerImage, side, elapsedMs: performance.now() - tStart });
+    // One model input alive at a time: B's is made after A's forward (and A's input freed), so progress can be
+    // reported between the two forwards with nothing but the models' own tensors alive.
     let fa: ForwardGrams;
-    let fb: ForwardGrams;
     try {
       fa = forwardGrams(A, xA, shared ? [...new Set([...A.globs, ...B.globs])] : A.globs, observe, n);
-      fb = shared ? fa : forwardGrams(B, xB, B.globs, observe, n);
     } finally {
-      tf.dispose(shared ? [xA] : [xA, xB]);
+      xA.dispose();
+    }
+    let fb: ForwardGrams = fa;
+    if (shared) inputB = inputA;
+    else {
+      progress('A', forwardsPerImage * first + n);
+      const tB = performance.now();
+      const xB = await modelInputs(B, crops, first, v.seed);
+      t.images += performance.now() - tB;
+      inputB = [xB.shape[1], xB.shape[2]];
+      try {
+        fb = forwardGrams(B, xB, B.globs, observe, n);
+      } finally {
+        xB.dispose();
+      }
     }
     t.forwardA += fa.forwardMs;
     t.forwardB += shared ? 0 : fb.forwardMs;
@@ -488,8 +527,8 @@ export async function layerSimilarity(opts: LayerSimilarityOptions): Promise<Sim
     t.accumulate += performance.now() - tAcc;
 
     batchSizes.push(n);
+    progress(shared ? 'A' : 'B', forwardsPerImage * names.length);
     batchIndex++;
-    opts.onProgress?.({ batches: batchIndex, images: names.length, totalImages, elapsedMs: performance.now() - tStart });
   }
   if (!acc) throw new Error(`${WHERE}: no images`);
 
@@ -498,6 +537,8 @@ export async function layerSimilarity(opts: LayerSimilarityOptions): Promise<Sim
   const other = total - t.forwardA - t.forwardB - t.gram;
   const backend = backendInfo();
   const size = opts.size ? ([...opts.size] as [number, number]) : null;
+  const models = { a: describeSide(A, inputA), b: describeSide(B, inputB) };
+  const warnings = [...new Set([models.a, models.b].flatMap((m) => (m.weights?.warning ? [`${m.label}: ${m.weights.warning}`] : [])))];
   return {
     layersA: r.layersA,
     layersB: r.layersB,
@@ -505,7 +546,8 @@ export async function layerSimilarity(opts: LayerSimilarityOptions): Promise<Sim
     flags: r.flags,
     ...(r.ci ? { ci: r.ci, ciRaw: r.ciRaw, bootstrapMethod: r.bootstrap?.method } : {}),
     ...(r.permutation ? { permutation: r.permutation } : {}),
-    models: { a: describeSide(A, inputA), b: describeSide(B, inputB) },
+    models,
+    ...(warnings.length ? { warnings } : {}),
     examples: r.examples,
     settings: {
       kernel: v.kernel,
@@ -538,6 +580,7 @@ export async function layerSimilarity(opts: LayerSimilarityOptions): Promise<Sim
       images: names,
       timings: { total, forwardA: t.forwardA, forwardB: t.forwardB, gram: t.gram, other, detail: { images: t.images, accumulate: t.accumulate } },
       createdAt: new Date().toISOString(),
+      run: runProvenance(opts.command ?? null),
     },
   };
 }

@@ -2,6 +2,11 @@
  * `irlens cka A B`: layer x layer CKA between two models on clean images (each model gets its own task's degraded
  * input), written as <out>.html/.json/.png; or, given two .npy activation matrices (n x p, n x q), their CKA.
  *
+ * Two .npz archives (one array per layer) give their layer x layer map on stdout (or --json); --batch on .npy/.npz
+ * inputs splits the rows into minibatches for the minibatch estimator. Model studies state the command line, irlens
+ * version and commit, compute path and each model's weights in every output; the shuffled-pairing baseline is on
+ * unless --no-permutation.
+ *
  * Defaults (10 built-in images, 128x128 centre crops, one minibatch of 10) make `npm run cka -- restormer-tiny
  * swinir-tiny` take about 15 s on a 2-core machine with the wasm backend, and keep the estimate as good as ten
  * images allow: with the unbiased estimator one batch of 10 uses all 45 image pairs, two batches of 5 only 20.
@@ -12,17 +17,20 @@ import * as path from 'node:path';
 import * as fs from 'node:fs';
 import { Command } from 'commander';
 import { SingleBar } from 'cli-progress';
-import { loadModelSpec, type LoadedModel } from '../models';
+import '../models';
+import { loadModelSpec, type LoadedModel } from '../weights/spec';
 import { compilePatterns } from '../models/hooks';
 import { builtinImages, loadBuiltinImages } from '../io/builtin';
 import { listImages, loadImages } from '../io/folder';
 import type { Kernel } from '../analysis/gram';
-import { activationFilesCka } from '../analysis/activations';
+import { activationArchivesCka, activationFilesCka, type ArchiveCkaResult } from '../analysis/activations';
+import { commandLine } from '../analysis/provenance';
 import { minExamples, type Estimator } from '../analysis/hsic';
 import { featureSettings, FEATURE_MODES, type FeatureMode } from '../analysis/features';
 import { bestMatches, checkStudySize, defaultStudySize, layerSimilarity, type ImageSource, type NamedImage, type SimilarityResult } from '../analysis/similarity';
-import { estimatorName, writeCkaReport, type CkaReportFiles } from '../analysis/report/cka-report';
+import { estimatorName, FIGURE_FORMATS, writeCkaReport, type CkaReportFiles, type FigureFormat } from '../analysis/report/cka-report';
 import { naming, namingAsync } from '../util/errors';
+import { weightsLine } from '../weights/provenance';
 import { choiceOption, flagName, givenOptions, parseList, parseNonNegativeInt, parseNumber, parsePositiveInt, parseSize, startBackend } from './common';
 
 export const CKA_DEFAULTS = { batch: 10, size: 128, kernel: 'linear', estimator: 'unbiased', mode: 'flatten', seed: 0 } as const;
@@ -43,7 +51,9 @@ export interface CkaCliOptions {
   mode: FeatureMode;
   maxPixels?: number;
   bootstrap: number;
-  permutation?: boolean;
+  /** On unless --no-permutation. */
+  permutation: boolean;
+  format: string[];
   seed: number;
   initSeedA: number;
   initSeedB: number;
@@ -60,8 +70,27 @@ function globList(option: string) {
   };
 }
 
+/** --format: html and json always, plus the figures asked for. */
+function formatList(text: string): string[] {
+  const asked = text.split(',').map((f) => f.trim().toLowerCase()).filter((f) => f !== '');
+  const bad = asked.find((f) => !(REPORT_FORMATS as readonly string[]).includes(f));
+  if (bad !== undefined || asked.length === 0) throw new Error(`--format: expected a comma-separated list of ${REPORT_FORMATS.join(', ')}, got '${text}'`);
+  return [...new Set(['html', 'json', ...asked])];
+}
+
 const splitGlobs = (text: string | undefined) => (text === undefined ? undefined : text.split(',').map((g) => g.trim()));
 const isNpy = (spec: string) => spec.toLowerCase().endsWith('.npy');
+const isNpz = (spec: string) => spec.toLowerCase().endsWith('.npz');
+const activationKind = (spec: string) => (isNpy(spec) ? '.npy' : isNpz(spec) ? '.npz' : undefined);
+const REPORT_FORMATS = ['html', 'json', ...FIGURE_FORMATS] as const;
+
+/** The command line as typed (the root program keeps argv in rawArgs). */
+function typedCommand(cmd: Command): string {
+  let root = cmd;
+  while (root.parent) root = root.parent;
+  const raw = (root as unknown as { rawArgs?: string[] }).rawArgs ?? process.argv;
+  return commandLine(raw.slice(2));
+}
 /** Model errors name --task; under --task-a/--task-b that prefix goes. */
 const TASK_PREFIX = /^--task: /;
 
@@ -84,23 +113,49 @@ function outBase(out: string | undefined, labelA: string, labelB: string): strin
 // ---------------------------------------------------------------------------------------------------------------
 // Two .npy activation matrices
 
-const NPY_ONLY_MODEL_OPTIONS = ['data', 'images', 'batch', 'size', 'task', 'taskA', 'taskB', 'layersA', 'layersB', 'mode', 'maxPixels', 'initSeedA', 'initSeedB', 'out'];
+const NPY_ONLY_MODEL_OPTIONS = ['data', 'images', 'size', 'task', 'taskA', 'taskB', 'layersA', 'layersB', 'mode', 'maxPixels', 'initSeedA', 'initSeedB', 'out'];
 
 function runNpy(fileA: string, fileB: string, o: CkaCliOptions, typed: Set<string>): void {
   const bad = NPY_ONLY_MODEL_OPTIONS.find((k) => typed.has(k));
   if (bad) throw new Error(`${flagName(bad)}: does not apply to two .npy activation matrices (it is a model-study option)`);
-  const out = activationFilesCka(fileA, fileB, o);
+  if (typed.has('format')) throw new Error(`--format: does not apply to .npy/.npz activations (they print the result; use --json)`);
+  const opts = { ...o, batch: typed.has('batch') ? o.batch : undefined };
+  if (isNpz(fileA)) return printArchives(activationArchivesCka(fileA, fileB, opts), o);
+  const out = activationFilesCka(fileA, fileB, opts);
   if (o.json) {
     process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
     return;
   }
   const lines = [out.value === null ? `null (${out.flag})` : String(out.value)];
   if (out.ci) lines.push(`ci95 ${out.ci.lo} ${out.ci.hi}`);
-  if (out.permutation !== undefined) lines.push(`permutation ${out.permutation}`);
   process.stdout.write(`${lines.join('\n')}\n`);
+  // stdout stays the value (scripts read it); the chance level goes with the description.
   process.stderr.write(
     `irlens: ${o.estimator === 'unbiased' ? 'debiased CKA (unbiased HSIC1)' : 'CKA (biased HSIC0)'}, ${o.kernel} kernel, ` +
-      `n=${out.n}, p=${out.p}, q=${out.q}\n`,
+      `n=${out.n}, p=${out.p}, q=${out.q}, minibatches ${out.settings.batchSizes.join('+')}` +
+      `${out.permutation !== undefined ? `; shuffled-pairing baseline ${out.permutation}` : ''}\n`,
+  );
+}
+
+/** The layer x layer map of two archives: a table on stdout (rows = arrays of A), or the result as JSON. */
+function printArchives(out: ArchiveCkaResult, o: CkaCliOptions): void {
+  if (o.json) {
+    process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+    return;
+  }
+  const cell = (v: number | null) => (v === null ? 'null' : v.toFixed(6));
+  const w = Math.max(1, ...out.layersA.map((l) => l.length));
+  const cw = Math.max(9, ...out.layersB.map((l) => l.length));
+  const rows = [
+    `${''.padEnd(w)}  ${out.layersB.map((l) => l.padStart(cw)).join('  ')}`,
+    ...out.layersA.map((l, i) => `${l.padEnd(w)}  ${out.matrix[i].map((v) => cell(v).padStart(cw)).join('  ')}`),
+  ];
+  process.stdout.write(`${rows.join('\n')}\n`);
+  const s = out.settings;
+  process.stderr.write(
+    `irlens: ${o.estimator === 'unbiased' ? 'debiased CKA (unbiased HSIC1)' : 'CKA (biased HSIC0)'}, ${o.kernel} kernel, n=${out.n}, ` +
+      `${out.layersA.length} arrays of A x ${out.layersB.length} of B (rows x columns), minibatches ${s.batchSizes.join('+')}` +
+      `${out.permutation ? '; shuffled-pairing baseline in --json' : ''}${out.ci ? '; 95% intervals in --json' : ''}\n`,
   );
 }
 
@@ -134,13 +189,14 @@ function planImages(o: CkaCliOptions): ImagePlan {
 
 async function loadSide(spec: string, which: 'A' | 'B', seed: number, json: boolean): Promise<LoadedModel> {
   const loaded = await namingAsync(which, () => loadModelSpec(spec, { seed }));
+  const random = loaded.provenance.source === 'random-init';
   // Two random initialisations of one preset must not share a label (axis titles, default file name).
-  if (!loaded.weights && seed !== 0) loaded.label = `${loaded.label}-seed${seed}`;
+  if (random && seed !== 0) loaded.label = `${loaded.label}-seed${seed}`;
   if (!json) {
     process.stderr.write(
       loaded.weights
-        ? `irlens: ${which} = ${loaded.label}: loaded ${loaded.weights.report.loaded} tensors from ${loaded.weights.file}\n`
-        : `irlens: ${which} = ${loaded.label}: no weights, seeded random init (seed ${seed})\n`,
+        ? `irlens: ${which} = ${loaded.label}: loaded ${loaded.weights.report.loaded} tensors from ${loaded.weights.file} (${weightsLine(loaded)})\n`
+        : `irlens: ${which} = ${loaded.label}: ${random ? `no weights, seeded random init (seed ${seed}); the report will say so` : weightsLine(loaded)}\n`,
     );
   }
   return loaded;
@@ -177,7 +233,7 @@ function summary(r: SimilarityResult, files: CkaReportFiles, wallMs: number, fro
   const flagged = r.flags.flat().filter((f) => f !== null).length;
   if (flagged) lines.push(`  ${flagged} cell(s) undefined (flags: ${[...new Set(r.flags.flat().filter((f) => f !== null))].join(', ')})`);
   lines.push(
-    `wrote ${files.html}, ${files.json}, ${files.png}`,
+    `wrote ${[files.html, files.json, files.png, files.svg, files.pdf].filter((f) => f !== undefined).join(', ')}`,
     `time: study ${sec(t.total)} = forward A ${sec(t.forwardA)} (${pct(t.forwardA, t.total)}) + forward B ${sec(t.forwardB)} (${pct(t.forwardB, t.total)})` +
       ` + Grams ${sec(t.gram)} (${pct(t.gram, t.total)}) + other ${sec(t.other)} (${pct(t.other, t.total)}); ` +
       `outside the forwards ${pct(t.gram + t.other, t.total)}; command ${sec(wallMs)} incl. model loading and reports`,
@@ -185,19 +241,25 @@ function summary(r: SimilarityResult, files: CkaReportFiles, wallMs: number, fro
   return lines.join('\n');
 }
 
-function progressBar(total: number, enabled: boolean): { update(done: number): void; stop(): void } {
+/** A bar over model forwards (images x models): it moves after each model's forward, not once per batch of both. */
+function progressBar(total: number, enabled: boolean): { update(done: number, side: string): void; stop(): void } {
   if (!enabled) return { update: () => undefined, stop: () => undefined };
   const bar = new SingleBar({
     stream: process.stderr,
-    format: 'cka |{bar}| {value}/{total} images | {duration_formatted} elapsed | ETA {eta_formatted}',
+    format: 'cka |{bar}| {value}/{total} image forwards (last: model {side}) | {duration_formatted} elapsed | ETA {eta_formatted}',
     hideCursor: true,
     etaBuffer: 4,
   });
-  bar.start(total, 0);
-  return { update: (done) => bar.update(done), stop: () => bar.stop() };
+  bar.start(total, 0, { side: '-' });
+  return { update: (done, side) => bar.update(done, { side }), stop: () => bar.stop() };
 }
 
-async function runModels(specA: string, specB: string, o: CkaCliOptions, backendName: string | undefined): Promise<void> {
+/** The figure formats of --format (html and json are always written). */
+function figureFormats(formats: string[]): FigureFormat[] {
+  return formats.filter((f): f is FigureFormat => (FIGURE_FORMATS as readonly string[]).includes(f));
+}
+
+async function runModels(specA: string, specB: string, o: CkaCliOptions, backendName: string | undefined, command: string): Promise<void> {
   const t0 = performance.now();
   const sizeGiven = o.size === undefined ? undefined : parseSize(o.size, '--size');
   const min = minExamples(o.estimator);
@@ -234,7 +296,7 @@ async function runModels(specA: string, specB: string, o: CkaCliOptions, backend
     if (images.count < min) throw new Error(`--images: ${images.from} gives ${images.count} image(s); the ${o.estimator} estimator needs at least ${min}`);
 
     const showBar = !o.json && process.stderr.isTTY === true;
-    const bar = progressBar(images.count, showBar);
+    const bar = progressBar(images.count * (same || B === undefined ? 1 : 2), showBar);
     let result: SimilarityResult;
     try {
       result = await layerSimilarity({
@@ -257,12 +319,16 @@ async function runModels(specA: string, specB: string, o: CkaCliOptions, backend
         bootstrap: o.bootstrap,
         permutation: o.permutation,
         seed: o.seed,
-        onProgress: (p) => bar.update(p.images),
+        weightsA: A.provenance,
+        weightsB: B?.provenance,
+        command,
+        onProgress: (p) => bar.update(p.forwardImages, p.side),
       });
     } finally {
       bar.stop();
     }
-    const files = await writeCkaReport(result, base);
+    const files = await writeCkaReport(result, base, { figures: figureFormats(o.format) });
+    for (const w of result.warnings ?? []) process.stderr.write(`irlens: ${w}\n`);
     const wallMs = performance.now() - t0;
     if (o.json) process.stdout.write(`${JSON.stringify({ ...result, files, commandMs: wallMs }, null, 2)}\n`);
     else process.stdout.write(`${summary(result, files, wallMs, images.from)}\n`);
@@ -277,13 +343,14 @@ export function ckaCommand(): Command {
   return new Command('cka')
     .description(
       'layer x layer CKA between two models on clean images (each gets its own task\'s degraded input), written as ' +
-        '<out>.html/.json/.png; or the CKA of two .npy activation matrices (n x p, n x q)',
+        '<out>.html/.json (+ --format png,svg,pdf); or the CKA of two .npy activation matrices (n x p, n x q); or the layer x layer ' +
+        'map of two .npz archives of activations (one array per layer, rows = the same examples, e.g. numpy.savez)',
     )
-    .argument('<A>', 'model spec (preset, PRESET@weights.pth, irlens .safetensors) or an n x p .npy matrix')
-    .argument('[B]', 'model spec or an n x q .npy matrix (default: A itself)')
+    .argument('<A>', 'model spec (preset, PRESET@weights.pth, irlens .safetensors), an n x p .npy matrix or an .npz archive')
+    .argument('[B]', 'model spec, an n x q .npy matrix or an .npz archive (default: A itself)')
     .option('--data <dir>', 'image folder (default: the built-in images)')
     .option('--images <n>', 'use the first N images (default: all)', parsePositiveInt('--images'))
-    .option('--batch <n>', 'images per minibatch (memory grows with it, not with --images)', parsePositiveInt('--batch'), CKA_DEFAULTS.batch)
+    .option('--batch <n>', 'images per minibatch (memory grows with it, not with --images); for .npy/.npz: rows per minibatch (default all)', parsePositiveInt('--batch'), CKA_DEFAULTS.batch)
     .option('--size <HxW>', `centre-crop every clean image to HxW before degrading it (default: the largest square <= ${CKA_DEFAULTS.size}x${CKA_DEFAULTS.size} both models take without padding)`)
     .option('--task <name>', 'task branch of both models (default: each model\'s default task)')
     .option('--task-a <name>', 'task branch of A (overrides --task)')
@@ -296,7 +363,8 @@ export function ckaCommand(): Command {
     .addOption(choiceOption('--mode <m>', 'features per image: flatten (H*W*C), pool (C), pixels (positions as examples)', FEATURE_MODES, CKA_DEFAULTS.mode))
     .option('--max-pixels <n>', 'pixels mode: positions per image (default 64)', parsePositiveInt('--max-pixels'))
     .option('--bootstrap <n>', 'bootstrap replicates for 95% intervals (0 = off)', parseNonNegativeInt('--bootstrap'), 0)
-    .option('--permutation', 'also compute the shuffled-pairing baseline')
+    .option('--no-permutation', 'skip the shuffled-pairing (permutation) baseline, on by default: B\'s examples shuffled within each batch give the chance level')
+    .option('--format <list>', `report files besides html and json: any of png, svg, pdf (comma-separated; default png)`, formatList, ['html', 'json', 'png'])
     .option('--seed <n>', 'seed of degradation noise, bootstrap, permutation and pixel positions', parseNonNegativeInt('--seed'), CKA_DEFAULTS.seed)
     .option('--init-seed-a <n>', 'seed of A\'s random initialisation when it has no weights', parseNonNegativeInt('--init-seed-a'), 0)
     .option('--init-seed-b <n>', 'seed of B\'s random initialisation when it has no weights', parseNonNegativeInt('--init-seed-b'), 0)
@@ -304,9 +372,14 @@ export function ckaCommand(): Command {
     .option('--json', 'print the result as JSON on stdout')
     .action(async (a: string, b: string | undefined, o: CkaCliOptions, cmd: Command) => {
       const specB = b ?? a;
-      if (isNpy(a) !== isNpy(specB))
-        throw new Error(`${isNpy(a) ? 'B' : 'A'}: give two .npy activation matrices or two model specs, not one of each`);
-      if (isNpy(a)) return runNpy(a, specB, o, new Set(givenOptions(cmd)));
-      return runModels(a, specB, o, cmd.optsWithGlobals().backend as string | undefined);
+      const kind = activationKind(a);
+      if (kind !== activationKind(specB)) {
+        const which = kind ? 'B' : 'A';
+        throw new Error(kind || activationKind(specB)
+          ? `${which}: give two .npy activation matrices, two .npz archives or two model specs, not one of each`
+          : `${which}: give two .npy activation matrices or two model specs`);
+      }
+      if (kind) return runNpy(a, specB, o, new Set(givenOptions(cmd)));
+      return runModels(a, specB, o, cmd.optsWithGlobals().backend as string | undefined, typedCommand(cmd));
     });
 }

@@ -7,10 +7,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Command } from 'commander';
 import '../models';
-import { parseConfigJson } from '../models/spec';
+import { parseConfigJson } from '../weights/spec';
 import { defaultLoss, resolveSpec, trainingDefaults } from '../models/registry';
 import { choiceOption, flagName, givenOptions, parseList, parseNonNegativeInt, parseNumber, parsePositiveInt, startBackend } from './common';
 import { studyCommand } from './pretrain-study';
+import { parseDegradation } from '../degradations';
 import {
   DEFAULT_OPTIMIZER,
   LOSS_NAMES,
@@ -24,6 +25,8 @@ import {
   runTraining,
   scaleProgressive,
   parseStages,
+  describeTask,
+  readSafetensorsMetadata,
   type LossName,
   type OptimizerKind,
   type RunSpec,
@@ -35,7 +38,8 @@ import {
 interface CommonOptions {
   steps: number;
   batch: number;
-  patch: number;
+  /** Unset: the model's valid default (trainingDefaults(model, config, tasks).patch). */
+  patch?: number;
   lr: number;
   minLr: number;
   schedule: ScheduleName;
@@ -92,7 +96,7 @@ function addCommonOptions(cmd: Command): Command {
   return cmd
     .option('--steps <n>', 'optimisation steps', parsePositiveInt('--steps'), 1000)
     .option('--batch <n>', 'batch size', parsePositiveInt('--batch'), 4)
-    .option('--patch <n>', 'training patch size in target (GT) pixels', parsePositiveInt('--patch'), 64)
+    .option('--patch <n>', "training patch size in target (GT) pixels (default: the model's, e.g. 64 for restormer-tiny, 96 for edt-tiny)", parsePositiveInt('--patch'))
     .option('--lr <x>', 'peak learning rate', parseNumber('--lr', 0, true), 2e-4)
     .option('--min-lr <x>', 'final learning rate of the cosine schedules', parseNumber('--min-lr'), 1e-6)
     .addOption(
@@ -136,6 +140,25 @@ function patchMultiple(model: string | undefined, config: Record<string, unknown
 }
 
 
+/**
+ * The patch a run trains with when --patch is not given: the model's valid default for these tasks
+ * (trainingDefaults: 64 rounded up to what the network and the tasks' scales need, e.g. 96 for edt-tiny on sr-x2).
+ * A fine-tune reads the model from its checkpoint's metadata; 64 when that names no known model.
+ */
+function defaultRunPatch(command: 'train' | 'finetune', o: TrainCliOptions & FinetuneCliOptions, modelConfig: Record<string, unknown> | undefined, tasks: string[]): number {
+  const specs = tasks.map((t) => describeTask(t, o.scale));
+  if (command === 'train') return trainingDefaults(o.model!, modelConfig ?? {}, specs).patch;
+  try {
+    const meta = readSafetensorsMetadata(o.from!);
+    const config = JSON.parse(meta['irlens.config'] ?? '{}') as Record<string, unknown> & { model?: string; config?: Record<string, unknown> };
+    if (meta['irlens.family'] === 'multitask' && typeof config.model === 'string') return trainingDefaults(config.model, config.config ?? {}, specs).patch;
+    const name = meta['irlens.preset'] || meta['irlens.family'];
+    return name ? trainingDefaults(name, config, specs).patch : 64;
+  } catch {
+    return 64;
+  }
+}
+
 function buildSpec(command: 'train' | 'finetune', o: TrainCliOptions & FinetuneCliOptions, raw: Record<string, unknown>): RunSpec {
   if (o.data && (o.lqDir || o.gtDir)) throw new Error('--data and --lq-dir/--gt-dir are exclusive');
   if (!!o.lqDir !== !!o.gtDir) throw new Error('--lq-dir and --gt-dir go together');
@@ -143,11 +166,20 @@ function buildSpec(command: 'train' | 'finetune', o: TrainCliOptions & FinetuneC
   if (command === 'train' && !o.model) throw new Error('--model is required (or --resume with --run-dir)');
   if (command === 'finetune' && !o.from) throw new Error('--from is required (or --resume with --run-dir)');
   if (!tasks) throw new Error(command === 'train' ? '--tasks is required' : '--task is required');
+  // Without paired folders every task is made by a synthetic degradation: say so before any model sees the name.
+  if (!o.lqDir) for (const t of tasks) {
+    try {
+      parseDegradation(t);
+    } catch (e) {
+      throw new Error(`${command === 'train' ? '--tasks' : '--task'}: ${(e as Error).message.replace(/^parseDegradation: /, '')} (a named task needs --lq-dir/--gt-dir)`);
+    }
+  }
   const modelConfig = command === 'train' ? parseConfigJson(o.config) : undefined;
   if (command === 'train') resolveSpec(o.model!, modelConfig); // early one-line error for unknown models/keys
   if (o.from && !fs.existsSync(o.from)) throw new Error(`--from: file '${o.from}' does not exist`);
+  const patch = o.patch ?? defaultRunPatch(command, o, modelConfig, tasks);
   let progressive: Stage[] | undefined;
-  if (o.progressive === true) progressive = scaleProgressive(o.steps, o.patch, o.batch, patchMultiple(o.model, modelConfig ?? {}));
+  if (o.progressive === true) progressive = scaleProgressive(o.steps, patch, o.batch, patchMultiple(o.model, modelConfig ?? {}));
   else if (typeof o.progressive === 'string') {
     progressive = parseStages(o.progressive);
     const sum = progressive.reduce((s, st) => s + st.steps, 0);
@@ -167,7 +199,7 @@ function buildSpec(command: 'train' | 'finetune', o: TrainCliOptions & FinetuneC
     train: {
       steps: o.steps,
       batch: o.batch,
-      patch: o.patch,
+      patch,
       ...(progressive ? { progressive } : {}),
       loss: parseLossName(loss),
       optimizer: {

@@ -9,7 +9,10 @@ import { colorAt, rgbHex, VIRIDIS } from '../../src/analysis/report/colormap';
 import { heatmapSvg, valueRange } from '../../src/analysis/report/heatmap-svg';
 import { htmlPage, jsonForScript, plotlyBundle } from '../../src/analysis/report/html';
 import { svgToPng } from '../../src/analysis/report/png';
-import { ckaHeatmapHtml, ckaHtml, ckaPng, ckaReportJson, writeCkaReport } from '../../src/analysis/report/cka-report';
+import { ckaHeatmapHtml, ckaHtml, ckaPdf, ckaPng, ckaReportJson, ckaSvg, writeCkaReport } from '../../src/analysis/report/cka-report';
+import { escapeHtml } from '../../src/analysis/report/html';
+import { modelWeights } from '../../src/analysis/provenance';
+import { randomInitProvenance, RANDOM_INIT_WARNING } from '../../src/weights/provenance';
 import { plotId, plotlyDiv, plotlyScript } from '../../src/analysis/report/plotly';
 
 /** A small study result as layerSimilarity returns it, with one undefined cell and a negative value. */
@@ -177,5 +180,69 @@ describe('several plots on one page', () => {
   it('keeps the CKA report page runnable (one heatmap into #heatmap)', () => {
     const page = ckaHtml(fakeResult());
     expect(runPage(page)).toEqual(['heatmap']);
+  });
+});
+
+describe('CKA report provenance, reading guide and publication figures', () => {
+  /** fakeResult with weights for both models (A untrained), a command line and a permutation baseline. */
+  function withProvenance(): SimilarityResult {
+    const r = fakeResult();
+    r.models.a.weights = modelWeights(randomInitProvenance(3));
+    r.models.b.weights = modelWeights({ source: 'irlens-trained', name: 'model-b-dn25', file: '/w/model-b.safetensors', sha256: 'ab'.repeat(32), trainedBy: 'irlens recipe' });
+    r.warnings = [`model-a: ${r.models.a.weights.warning}`];
+    r.permutation = [[0.01, -0.02], [null, 0.03], [0.0, 0.02]];
+    r.settings.permutation = true;
+    r.provenance.run = { command: "irlens cka model-a 'model b'", irlens: '0.1.0', gitCommit: '0123456789abcdef0123', gitDirty: true, compute: { kind: 'wasm', threads: 1, description: 'wasm SIMD, single thread' } };
+    return r;
+  }
+
+  it('HTML: warning banner first, command, commit, compute and both weights in the header; how to read this', () => {
+    const html = ckaHtml(withProvenance());
+    const banner = html.indexOf('class="warning"');
+    expect(banner).toBeGreaterThan(0);
+    expect(banner).toBeLessThan(html.indexOf('How to read this'));
+    expect(html).toContain(escapeHtml(RANDOM_INIT_WARNING));
+    expect(html).toContain(escapeHtml("irlens cka model-a 'model b'"));
+    expect(html).toContain('irlens 0.1.0 (git 0123456789ab, modified)');
+    expect(html).toContain('wasm SIMD, single thread');
+    expect(html).toContain('ab'.repeat(32));
+    expect(html).toContain('irlens recipe');
+    expect(html).toMatch(/invariant to rotations .* isotropic scaling .*not<\/em> to arbitrary invertible linear maps/);
+    expect(html).toMatch(/Minibatch size changes the estimate/);
+    expect(html).toMatch(/Shuffled-pairing baseline: the same computation .* \(here 0\.008 on average/);
+    expect(html).toContain('<th>shuffled-pairing baseline</th>');
+    // Without weights information the report says so instead of guessing.
+    expect(ckaHtml(fakeResult())).toContain('not stated');
+  });
+
+  it('figures: SVG footer carries weights and warning, cells show the bootstrap interval; PDF and PNG from the same SVG', async () => {
+    const r = withProvenance();
+    const svg = ckaSvg(r);
+    expect(svg).toContain('RANDOM INIT (seed 3), untrained');
+    expect(svg).toContain('fill="#c00000"');
+    expect(svg).toContain('weights: irlens-trained model-b-dn25 (sha256 abababababab)');
+    expect(svg).toContain('command: irlens cka model-a');
+    expect(svg).toContain('>[.80,.95]</tspan>');
+    const pdf = await ckaPdf(r);
+    expect(pdf.subarray(0, 5).toString()).toBe('%PDF-');
+    expect(Buffer.compare(pdf, await ckaPdf(r))).toBe(0); // reproducible bytes
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'irlens-figs-'));
+    try {
+      const files = await writeCkaReport(r, path.join(dir, 'fig'), { figures: ['svg', 'pdf', 'png'] });
+      expect(fs.readdirSync(dir).sort()).toEqual(['fig.html', 'fig.json', 'fig.pdf', 'fig.png', 'fig.svg']);
+      expect(fs.readFileSync(files.svg!, 'utf8')).toBe(svg);
+      expect(Buffer.compare(fs.readFileSync(files.png!), await svgToPng(svg))).toBe(0);
+      const j = JSON.parse(fs.readFileSync(files.json, 'utf8'));
+      expect(j.warnings).toEqual(r.warnings);
+      expect(j.models.a.weights).toMatchObject({ source: 'random-init', file: null, sha256: null });
+      expect(j.models.b.weights).toMatchObject({ source: 'irlens-trained', file: '/w/model-b.safetensors', sha256: 'ab'.repeat(32), trainedBy: 'irlens recipe' });
+      expect(j.provenance.run).toMatchObject({ command: "irlens cka model-a 'model b'", gitCommit: '0123456789abcdef0123', compute: { kind: 'wasm' } });
+      // A figure that cannot be written leaves none of the set behind.
+      fs.writeFileSync(path.join(dir, 'block'), '');
+      await expect(writeCkaReport(r, path.join(dir, 'block', 'x'), { figures: ['svg', 'pdf'] })).rejects.toThrow(/cannot write the report/);
+      expect(fs.readdirSync(dir).sort()).toEqual(['block', 'fig.html', 'fig.json', 'fig.pdf', 'fig.png', 'fig.svg']);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

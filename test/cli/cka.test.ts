@@ -8,6 +8,7 @@ import { writeNpy } from '../../src/io/npy';
 import { loadBuiltinImages } from '../../src/io/builtin';
 import { createModel } from '../../src/models';
 import { initBackend } from '../../src/engine/backend';
+import { computePath } from '../../src/engine/compute';
 import { ckaFromGrams } from '../../src/analysis/cka';
 import { linearGram, mat, rbfGram, type Mat } from '../../src/analysis/gram';
 import { layerSimilarity } from '../../src/analysis/similarity';
@@ -146,5 +147,59 @@ describe('irlens cka on two models', () => {
     expect(fs.readdirSync(d)).toEqual([]);
     const m = await cka('refnet-tiny', 'nosuchnet');
     expect(m.stderr).toMatch(/irlens: error: B: unknown model 'nosuchnet'/);
+  });
+});
+
+describe('irlens cka provenance, figures and progress', () => {
+  it('JSON/HTML/figures state command, commit, compute and weights; random init warns; --format svg,pdf', async () => {
+    const out = path.join(dir, 'prov', 'study');
+    const r = await cka('refnet-tiny', 'refnet-tiny', '--init-seed-b', '1', '--images', '4', '--size', '16x16', '--batch', '4', '--format', 'svg,pdf', '--out', out);
+    expect(r.code).toBe(0);
+    expect(fs.readdirSync(path.join(dir, 'prov')).sort()).toEqual(['study.html', 'study.json', 'study.pdf', 'study.svg']);
+    expect(r.stderr).toMatch(/irlens: refnet-tiny: WARNING: randomly initialised/);
+    const j = JSON.parse(fs.readFileSync(`${out}.json`, 'utf8'));
+    expect(j.provenance.run.command).toBe(`irlens cka refnet-tiny refnet-tiny --init-seed-b 1 --images 4 --size 16x16 --batch 4 --format svg,pdf --out ${out}`);
+    expect(j.provenance.run.compute.kind).toBe(computePath().kind);
+    expect(j.provenance.run).toHaveProperty('gitCommit'); // a string in a checkout, null outside one
+    expect(j.models.a.weights).toMatchObject({ source: 'random-init', sha256: null });
+    expect(j.models.b.weights.warning).toMatch(/seed 1/);
+    expect(j.warnings).toHaveLength(2);
+    expect(j.permutation).toHaveLength(j.layersA.length); // on by default
+    expect(j.settings.permutation).toBe(true);
+    expect(fs.readFileSync(`${out}.html`, 'utf8')).toContain('How to read this');
+    expect(fs.readFileSync(`${out}.svg`, 'utf8')).toContain('RANDOM INIT');
+    expect(fs.readFileSync(`${out}.pdf`).subarray(0, 5).toString()).toBe('%PDF-');
+
+    const off = await cka('refnet-tiny', '--images', '4', '--size', '16x16', '--batch', '4', '--no-permutation', '--json', '--out', path.join(dir, 'prov2', 's'));
+    const jo = JSON.parse(off.stdout);
+    expect(jo.permutation).toBeUndefined();
+    expect(jo.settings.permutation).toBe(false);
+    const bad = await cka('refnet-tiny', '--format', 'svg,tiff', '--out', path.join(dir, 'prov3', 's'));
+    expect(bad.stderr).toMatch(/^irlens: error: --format: expected a comma-separated list of html, json, png, svg, pdf, got 'svg,tiff'/);
+    expect(fs.existsSync(path.join(dir, 'prov3'))).toBe(false);
+  });
+
+  it('trained default weights are named with file and sha256, and no warning', async () => {
+    const r = await cka('restormer-tiny', '--images', '4', '--size', '32x32', '--batch', '4', '--json', '--no-permutation', '--out', path.join(dir, 'trained', 's'));
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j.models.a.weights.source).toBe('irlens-trained');
+    expect(j.models.a.weights.sha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(j.models.a.weights.file).toMatch(/\.safetensors$/);
+    expect(j.warnings).toBeUndefined();
+  });
+
+  it('progress moves after each model forward, not once per batch of both', async () => {
+    const images = (await loadBuiltinImages({ channels: 3 })).slice(0, 8);
+    const a = createModel('refnet-tiny', { seed: 0 });
+    const b = createModel('refnet-tiny', { seed: 1 });
+    const seen: [string, number][] = [];
+    await layerSimilarity({ modelA: a, modelB: b, images, size: [16, 16], batch: 4, onProgress: (p) => seen.push([p.side, p.forwardImages]) });
+    const self: number[] = [];
+    await layerSimilarity({ modelA: a, images, size: [16, 16], batch: 4, onProgress: (p) => self.push(p.forwardImages) });
+    a.dispose();
+    b.dispose();
+    expect(seen).toEqual([['A', 4], ['B', 8], ['A', 12], ['B', 16]]);
+    expect(self).toEqual([4, 8]);
   });
 });

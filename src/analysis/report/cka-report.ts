@@ -1,8 +1,10 @@
 /**
- * Reports of a layer-similarity study (similarity.ts): <base>.html (interactive heatmap, plotly inlined, all
- * settings and provenance), <base>.json (the full result) and <base>.png (the same heatmap rendered without a
- * browser). All three are rendered in memory first and only then written, as one set (writeFilesAtomic), so a
- * failure leaves no partial report behind.
+ * Reports of a layer-similarity study (similarity.ts): <base>.html (interactive heatmap, plotly inlined, a "how to
+ * read this", all settings and provenance), <base>.json (the full result) and figures of the same heatmap made
+ * without a browser: <base>.png (default), .svg and .pdf (publication). Every output states the command line,
+ * irlens version and commit, compute path and both models' weights; random-init weights get a red warning. All
+ * files are rendered in memory first and only then written, as one set (writeFilesAtomic), so a failure leaves
+ * no partial report behind.
  */
 import sharp from 'sharp';
 import { writeFilesAtomic } from '../../util/fs';
@@ -12,6 +14,8 @@ import { heatmapSvg, valueRange, type HeatmapSpec } from './heatmap-svg';
 import { escapeHtml, htmlPage, inlineScript, keyValueTable, plotlyBundle, plotlyOnce, table } from './html';
 import { plotId, plotlyScript } from './plotly';
 import { svgToPng } from './png';
+import { svgToPdf } from './pdf';
+import { versionLine } from '../provenance';
 
 export const CKA_REPORT_FORMAT = 'irlens-cka/1';
 
@@ -46,9 +50,35 @@ export function ckaReportJson(r: SimilarityResult): string {
   return `${JSON.stringify(out, null, 2)}\n`;
 }
 
+/** "0.85\n[0.80, 0.90]" per cell when bootstrap intervals exist (else undefined: the value alone). */
+function cellLabels(r: SimilarityResult): (string | null)[][] | undefined {
+  if (!r.ci) return undefined;
+  // Compact bounds ("[.85,.94]") so that the interval fits under the value in a heatmap cell.
+  const short = (v: number | null) => fmt(v, 2).replace(/^(-?)0\./, '$1.');
+  return r.matrix.map((row, i) => row.map((v, j) => (v === null ? null : `${v.toFixed(2)}\n[${short(r.ci![i][j].lo)},${short(r.ci![i][j].hi)}]`)));
+}
+
+/** Weights of one side for footers: "A restormer-tiny: weights: irlens-trained ..." (or 'not stated'). */
+function weightsNote(which: 'A' | 'B', s: ModelSide): string {
+  return `${which} ${s.label}: ${s.weights?.line ?? 'weights not stated'}`;
+}
+
+/** The footer lines every figure carries: weights of both models, command, version and commit, compute path. */
+function provenanceNotes(r: SimilarityResult): string[] {
+  const run = r.provenance.run;
+  return [
+    weightsNote('A', r.models.a),
+    weightsNote('B', r.models.b),
+    ...(run?.command ? [`command: ${run.command}`] : []),
+    `${run ? versionLine(run) : `irlens ${r.provenance.versions.irlens}`}, backend ${r.provenance.backend.name}${run ? ` (${run.compute.kind})` : ''}, ${r.provenance.createdAt}`,
+  ];
+}
+
 export function ckaHeatmapSpec(r: SimilarityResult): HeatmapSpec {
   const flagged = r.flags.flat().filter((f) => f !== null).length;
   return {
+    ...(r.warnings?.length ? { warnings: r.warnings } : {}),
+    ...(r.ci ? { cellLabels: cellLabels(r) } : {}),
     rows: r.layersA,
     cols: r.layersB,
     values: r.matrix,
@@ -60,9 +90,26 @@ export function ckaHeatmapSpec(r: SimilarityResult): HeatmapSpec {
     notes: [
       `rows: layers of A (${r.models.a.label}), columns: layers of B (${r.models.b.label}), both in execution order`,
       ...(flagged ? [`grey crossed cells: CKA undefined (${[...new Set(r.flags.flat().filter((f) => f !== null))].join(', ')})`] : []),
-      `irlens ${r.provenance.versions.irlens}, backend ${r.provenance.backend.name}, ${r.provenance.createdAt}`,
+      ...(r.ci ? [`cells: CKA and its 95% bootstrap interval (${r.settings.bootstrap} replicates)`] : []),
+      ...(r.permutation ? [`shuffled-pairing baseline (chance level): mean ${fmt(meanOf(r.permutation), 3)} over cells`] : []),
+      ...provenanceNotes(r),
     ],
   };
+}
+
+function meanOf(m: (number | null)[][]): number | null {
+  const v = m.flat().filter((x): x is number => x !== null);
+  return v.length ? v.reduce((a, b) => a + b, 0) / v.length : null;
+}
+
+/** The heatmap as SVG (publication figure; the PNG and PDF are made from it). */
+export function ckaSvg(r: SimilarityResult): string {
+  return heatmapSvg(ckaHeatmapSpec(r));
+}
+
+/** The heatmap as a vector PDF (the SVG drawn by pdfkit). */
+export async function ckaPdf(r: SimilarityResult): Promise<Buffer> {
+  return svgToPdf(ckaSvg(r), { title: `${estimatorName(r)}: ${r.models.a.label} vs ${r.models.b.label}`, subject: r.provenance.run?.command ?? undefined });
 }
 
 /** The heatmap as PNG (SVG rasterised by sharp). */
@@ -85,7 +132,8 @@ function plotScript(r: SimilarityResult, divId = 'heatmap'): string {
   const [zmin, zmax] = valueRange(r.matrix);
   const small = r.layersA.length * r.layersB.length <= 600;
   const hover = r.matrix.map((row, i) => row.map((_, j) => hoverText(r, i, j)));
-  const cellText = r.matrix.map((row) => row.map((v) => (v === null ? '' : v.toFixed(2))));
+  const labels = cellLabels(r);
+  const cellText = r.matrix.map((row, i) => row.map((v, j) => (v === null ? '' : labels ? labels[i][j]!.replace('\n', '<br>') : v.toFixed(2))));
   const flagged: { x: string; y: string; text: string }[] = [];
   r.flags.forEach((row, i) => row.forEach((f, j) => f && flagged.push({ x: r.layersB[j], y: r.layersA[i], text: hover[i][j] })));
   const heatmap = {
@@ -149,7 +197,55 @@ function modelRows(s: ModelSide): [string, string][] {
     ['input', `${s.degradation === 'none' ? 'clean crop (task has no synthetic degradation)' : `degradation ${s.degradation}`}, ${s.inputSize[0]}x${s.inputSize[1]}x${s.channels}`],
     ['parameters', s.params.toLocaleString('en-US')],
     ['layer globs', s.layerGlobs.join(', ')],
+    ...weightsRows(s),
   ];
+}
+
+function weightsRows(s: ModelSide): [string, string][] {
+  const w = s.weights;
+  if (!w) return [['weights', 'not stated (library call without weightsA/weightsB)']];
+  return [
+    ['weights', `${w.source}${w.warning ? ' — UNTRAINED' : ''}`],
+    ['weights file', w.file ?? '—'],
+    ['weights sha256', w.sha256 ?? '—'],
+    ['trained by', w.trainedBy ?? '—'],
+  ];
+}
+
+/** Red banner for each warning (random-init weights): the first thing on the page. */
+function warningBanner(r: SimilarityResult): string {
+  if (!r.warnings?.length) return '';
+  return `<div class="warning" style="border:2px solid #c00000;background:#fff0f0;color:#c00000;font-weight:bold;padding:8px 12px;margin:8px 0">${r.warnings.map((w) => `<p style="margin:4px 0">${escapeHtml(w)}</p>`).join('')}</div>`;
+}
+
+/** Command, version, commit, compute path and both models' weights: the header of the page. */
+function headerProvenance(r: SimilarityResult): string {
+  const run = r.provenance.run;
+  const rows: [string, string][] = [
+    ...(run ? [['command', run.command ?? '(library call)'] as [string, string]] : []),
+    ['irlens', run ? versionLine(run) : `irlens ${r.provenance.versions.irlens}`],
+    ['compute', run ? `${r.provenance.backend.name}: ${run.compute.description}` : r.provenance.backend.name],
+    ['weights A', `${r.models.a.label}: ${r.models.a.weights?.line ?? 'not stated'}`],
+    ['weights B', `${r.models.b.label}: ${r.models.b.weights?.line ?? 'not stated'}`],
+  ];
+  return keyValueTable(rows);
+}
+
+/** What the numbers mean, for readers new to CKA. */
+function howToRead(r: SimilarityResult): string {
+  const s = r.settings;
+  const perm = r.permutation ? meanOf(r.permutation) : null;
+  const items = [
+    'CKA (centered kernel alignment) compares the <em>representational geometry</em> of two layers: how similar the example-by-example similarity structure (the Gram matrix over the same images) is. ' +
+      '1 means the same geometry, 0 none shared. It is invariant to rotations (orthogonal transforms) and isotropic scaling of the features, and to how many features a layer has, but <em>not</em> to arbitrary invertible linear maps: two layers that differ by a non-orthogonal linear transform can score well below 1.',
+    `Estimator: ${escapeHtml(estimatorName(r))}${s.estimator === 'unbiased' ? ' (Song et al. 2012; the minibatch CKA of Nguyen et al. 2021): nearly unbiased, can be slightly negative for unrelated layers' : ' (biased HSIC0: inflated towards 1 for few examples and many features)'}; ${escapeHtml(s.kernel)} kernel.`,
+    `Minibatch size changes the estimate: HSIC is estimated per minibatch of ${s.batch} images and summed, so the value depends on the batch size (the debiased estimator depends on it much less than the biased one); compare maps computed with the same --batch.`,
+    r.permutation
+      ? `Shuffled-pairing baseline: the same computation with model B's images shuffled within each batch, so the pairs no longer match; it gives the chance level (here ${fmt(perm, 3)} on average over cells, per cell in the hover and the JSON). A value near the baseline means no shared structure.`
+      : 'Shuffled-pairing baseline: off for this report (--no-permutation); it gives the chance level a value must clear to mean shared structure.',
+    ...(r.ci ? [`Cells show the CKA and its 95% bootstrap interval over images (${s.bootstrap} replicates); overlapping intervals are not distinguishable with these images.`] : []),
+  ];
+  return `<h2>How to read this</h2>\n<ul class="note">${items.map((i) => `<li>${i}</li>`).join('\n')}</ul>`;
 }
 
 /** The self-contained HTML report. */
@@ -163,16 +259,25 @@ export function ckaHtml(r: SimilarityResult): string {
   const flagged = r.flags.flat().filter((f) => f !== null).length;
   const body = [
     `<h1>${escapeHtml(`${estimatorName(r)}: ${r.models.a.label} vs ${r.models.b.label}`)}</h1>`,
+    warningBanner(r),
+    headerProvenance(r),
     `<p>${escapeHtml(oneLineSettings(r))}.</p>`,
     `<p class="note">Rows: layers of model A (${escapeHtml(sideName(r.models.a))}); columns: layers of model B (${escapeHtml(sideName(r.models.b))}); both in execution order. ` +
       `Hover a cell for its value${r.ci ? ' and 95% bootstrap interval' : ''}${r.permutation ? ' and the shuffled-pairing baseline' : ''}.` +
       (flagged ? ` ${flagged} grey crossed cell(s) are undefined (flags in the JSON report).` : '') +
       '</p>',
     '<div id="heatmap" style="width:100%"></div>',
+    howToRead(r),
     '<h2>Best match in B for each layer of A</h2>',
     table(
-      ['layer of A', 'best layer of B', 'CKA', ...(sameArch ? ['CKA with same-name layer'] : [])],
-      best.map((b) => [b.layerA, b.layerB ?? '—', fmt(b.value), ...(sameArch ? [fmt(b.sameName)] : [])]),
+      ['layer of A', 'best layer of B', 'CKA', ...(r.permutation ? ['shuffled-pairing baseline'] : []), ...(sameArch ? ['CKA with same-name layer'] : [])],
+      best.map((b) => [
+        b.layerA,
+        b.layerB ?? '—',
+        fmt(b.value),
+        ...(r.permutation ? [b.layerB === null ? '—' : fmt(r.permutation[r.layersA.indexOf(b.layerA)][r.layersB.indexOf(b.layerB)])] : []),
+        ...(sameArch ? [fmt(b.sameName)] : []),
+      ]),
     ),
     '<h2>Models</h2>',
     keyValueTable(modelRows(r.models.a), 'A (rows)'),
@@ -210,27 +315,42 @@ export function ckaHtml(r: SimilarityResult): string {
   return htmlPage({ title: `CKA ${r.models.a.label} vs ${r.models.b.label}`, body, scripts: [plotScript(r)] });
 }
 
+export const FIGURE_FORMATS = ['png', 'svg', 'pdf'] as const;
+export type FigureFormat = (typeof FIGURE_FORMATS)[number];
+
 export interface CkaReportFiles {
   html: string;
   json: string;
-  png: string;
+  png?: string;
+  svg?: string;
+  pdf?: string;
 }
 
 /**
- * Renders and writes <base>.html, <base>.json and <base>.png, all three or none (writeFilesAtomic): a failure
- * leaves a previous report of the same base untouched.
+ * Renders and writes <base>.html, <base>.json and the figures (default png; svg and pdf for publication), all
+ * or none (writeFilesAtomic): a failure leaves a previous report of the same base untouched.
  */
-export async function writeCkaReport(r: SimilarityResult, base: string): Promise<CkaReportFiles> {
-  const files: CkaReportFiles = { html: `${base}.html`, json: `${base}.json`, png: `${base}.png` };
+export async function writeCkaReport<F extends FigureFormat = 'png'>(
+  r: SimilarityResult,
+  base: string,
+  opts: { figures?: readonly F[] } = {},
+): Promise<CkaReportFiles & Record<F, string>> {
+  const figures: FigureFormat[] = [...new Set<FigureFormat>(opts.figures ?? ['png'])];
+  const files: CkaReportFiles = { html: `${base}.html`, json: `${base}.json` };
   const contents: [string, string | Buffer][] = [
     [files.json, ckaReportJson(r)],
     [files.html, ckaHtml(r)],
-    [files.png, await ckaPng(r)],
   ];
+  const svg = ckaSvg(r);
+  for (const f of figures) {
+    const file = `${base}.${f}`;
+    files[f] = file;
+    contents.push([file, f === 'svg' ? svg : f === 'png' ? await svgToPng(svg) : await ckaPdf(r)]);
+  }
   try {
     writeFilesAtomic(contents);
   } catch (e) {
     throw new Error(`--out '${base}': cannot write the report (${(e as Error).message.split('\n')[0]})`);
   }
-  return files;
+  return files as CkaReportFiles & Record<F, string>;
 }

@@ -25,6 +25,10 @@ export interface HeatmapSpec {
   cellText?: boolean;
   /** Lines printed under the chart. */
   notes?: string[];
+  /** Lines a reader must not miss (e.g. random-init weights): bold red, under the title and again in the footer. */
+  warnings?: string[];
+  /** Text of each cell instead of the value (lines split at '\n'; null = the value); e.g. value and interval. */
+  cellLabels?: (string | null)[][];
 }
 
 const FONT = "'DejaVu Sans', 'Liberation Sans', Arial, Helvetica, sans-serif";
@@ -81,7 +85,9 @@ export function heatmapSvg(spec: HeatmapSpec): string {
   const colLabelH = Math.max(0, ...colLabels.map((l) => textWidth(l, labelSize))) + 8;
 
   const pad = 16;
-  const titleH = spec.subtitle ? 48 : 30;
+  const warnings = spec.warnings ?? [];
+  const warnH = warnings.length * 16;
+  const titleH = (spec.subtitle ? 48 : 30) + warnH;
   const axisTitle = 20;
   const gridW = cell * cols.length;
   const gridH = cell * rows.length;
@@ -97,11 +103,15 @@ export function heatmapSvg(spec: HeatmapSpec): string {
       pad * 2 + textWidth(spec.title, 15) * 1.1, // bold
       pad * 2 + textWidth(spec.subtitle ?? '', 11),
       ...notes.map((n) => pad * 2 + textWidth(n, 10)),
+      ...warnings.map((n) => pad * 2 + textWidth(n, 12) * 1.1),
     ),
   );
   const notesY = y0 + gridH + colLabelH + axisTitle + 12;
-  const height = Math.ceil(notesY + notes.length * 14 + pad);
-  const showText = spec.cellText ?? cell >= 30;
+  const height = Math.ceil(notesY + notes.length * 14 + warnings.length * 16 + pad);
+  const labels = spec.cellLabels;
+  if (labels && (labels.length !== rows.length || labels.some((r) => r.length !== cols.length)))
+    throw new Error(`heatmapSvg: cellLabels must be ${rows.length} x ${cols.length} (rows x cols)`);
+  const showText = spec.cellText ?? cell >= (labels ? 40 : 30);
 
   const out: string[] = [];
   out.push(
@@ -110,6 +120,8 @@ export function heatmapSvg(spec: HeatmapSpec): string {
     `<text x="${pad}" y="${pad + 14}" font-size="15" font-weight="bold">${escapeXml(spec.title)}</text>`,
   );
   if (spec.subtitle) out.push(`<text x="${pad}" y="${pad + 34}" font-size="11" fill="#555">${escapeXml(spec.subtitle)}</text>`);
+  const warning = (text: string, y: number) => `<text x="${pad}" y="${y}" font-size="12" font-weight="bold" fill="#c00000">${escapeXml(text)}</text>`;
+  warnings.forEach((w, k) => out.push(warning(w, pad + (spec.subtitle ? 50 : 30) + k * 16)));
 
   // Cells.
   for (let i = 0; i < rows.length; i++) {
@@ -126,10 +138,15 @@ export function heatmapSvg(spec: HeatmapSpec): string {
       }
       const rgb = colorAt((v - zmin) / (zmax - zmin || 1));
       out.push(`<rect x="${x}" y="${y}" width="${cell}" height="${cell}" fill="${rgbHex(rgb)}" stroke="#ffffff" stroke-width="0.5"/>`);
-      if (showText)
-        out.push(
-          `<text x="${x + cell / 2}" y="${y + cell / 2 + labelSize * 0.35}" font-size="${Math.min(11, cell * 0.32)}" text-anchor="middle" fill="${textColorOn(rgb)}">${v.toFixed(2)}</text>`,
-        );
+      if (showText) {
+        const lines = (labels?.[i][j] ?? v.toFixed(2)).split('\n');
+        // As large as fits: the cell's height for the lines, its width for the longest one.
+        const widest = Math.max(...lines.map((l) => l.length));
+        const fs = Math.min(11, (cell * 0.32) / Math.max(1, 0.75 * lines.length), (cell - 4) / (widest * CHAR_W));
+        const top = y + cell / 2 + fs * 0.35 - ((lines.length - 1) * fs * 1.15) / 2;
+        const spans = lines.map((l, k) => `<tspan x="${x + cell / 2}" y="${(top + k * fs * 1.15).toFixed(2)}">${escapeXml(l)}</tspan>`).join('');
+        out.push(`<text font-size="${fs.toFixed(2)}" text-anchor="middle" fill="${textColorOn(rgb)}">${spans}</text>`);
+      }
     }
   }
 
@@ -173,6 +190,7 @@ export function heatmapSvg(spec: HeatmapSpec): string {
   }
 
   notes.forEach((n, k) => out.push(`<text x="${pad}" y="${notesY + k * 14}" font-size="10" fill="#555">${escapeXml(n)}</text>`));
+  warnings.forEach((w, k) => out.push(warning(w, notesY + notes.length * 14 + 4 + k * 16)));
   out.push('</svg>');
   return out.join('\n');
 }

@@ -3,5 +3,6 @@ export * from './colormap';
 export * from './html';
 export * from './heatmap-svg';
 export * from './png';
+export * from './pdf';
 export * from './cka-report';
 export * from './plotly';

@@ -4,7 +4,11 @@
  * memory first and then written as one set (writeStudyReport; the CLI calls it, runStudy only returns the
  * result); the HTML fragments are exported for notebooks (tslab.display.html).
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { runProvenance, versionLine, type ModelWeights, type RunProvenance } from '../../analysis/provenance';
+import { sha256Bytes } from '../../weights/hash';
+import { FINAL_MODEL } from '../train-checkpoint';
 import { ckaHeatmapHtml } from '../../analysis/report/cka-report';
 import { escapeHtml, htmlPage, inlineScript, keyValueTable, plotlyBundle, plotlyOnce, table } from '../../analysis/report/html';
 import { plotId, plotlyDiv } from '../../analysis/report/plotly';
@@ -248,6 +252,36 @@ export function studyHeadlines(r: StudyResult): string[] {
   });
 }
 
+export interface StudyModelWeights {
+  /** Run id (directory under the study's run directory). */
+  run: string;
+  tasks: string[];
+  weights: ModelWeights;
+}
+
+/**
+ * The weights of every model the study compares: all trained by this study from a seeded random initialisation
+ * (the pre-trained ones, fine-tuned from them), read from the run directory with their sha256 (null when a
+ * run's final model is not on disk, e.g. a report of a study whose runs were deleted).
+ */
+export function studyWeights(r: StudyResult): StudyModelWeights[] {
+  return r.runs.map((x) => {
+    const file = path.resolve(r.runDir, x.id, FINAL_MODEL);
+    const sha256 = fs.existsSync(file) ? sha256Bytes(fs.readFileSync(file)) : null;
+    const trainedBy =
+      x.kind === 'finetune'
+        ? `irlens pretrain study: fine-tuned from run ${x.from} (seed ${x.trainSeed})`
+        : `irlens pretrain study: trained from a seeded random init (seed ${x.trainSeed})`;
+    const line = `weights: irlens-trained ${x.id}${sha256 ? ` (sha256 ${sha256.slice(0, 12)})` : ''}, trained by ${trainedBy}`;
+    return { run: x.id, tasks: x.tasks, weights: { source: 'irlens-trained', file, sha256, trainedBy, line } };
+  });
+}
+
+/** The study's run provenance (command, irlens version and git commit, compute path) as of rendering. */
+function studyRun(r: StudyResult): RunProvenance {
+  return runProvenance(r.provenance.command ?? null);
+}
+
 /** The self-contained HTML report. */
 export function studyHtml(r: StudyResult): string {
   const c = r.config;
@@ -276,8 +310,16 @@ export function studyHtml(r: StudyResult): string {
     ]),
   );
   const obs = ckaObservations(r);
+  const run = studyRun(r);
+  const weights = studyWeights(r);
   const body = [
     `<h1>${escapeHtml(title)}</h1>`,
+    keyValueTable([
+      ['command', run.command ?? '(library call)'],
+      ['irlens', versionLine(run)],
+      ['compute', `${p.backend.name}: ${run.compute.description}`],
+      ['weights', `${weights.length} models, all trained by this study from seeded random inits (table at the end)`],
+    ]),
     `<p>The EDT paper's pre-training study (Li et al., arXiv 2112.10175) at equal compute: ${escapeHtml(c.arms.map((a) => ARM_TEXT[a]).join(', '))}; ` +
       `targets ${escapeHtml(c.targets.join(', '))}; ${c.seeds.length} seed(s) (${c.seeds.join(', ')}).</p>`,
     `<div class="note" style="border-left:4px solid #d62728;padding:4px 12px;background:#fff6f6">${r.notes.map((n) => `<p>${escapeHtml(n)}</p>`).join('')}</div>`,
@@ -327,6 +369,8 @@ export function studyHtml(r: StudyResult): string {
       ['created', p.createdAt],
       ...(p.command ? [['command', p.command] as [string, string]] : []),
       ['backend', `${p.backend.name}${p.backend.description ? ` — ${p.backend.description}` : ''}`],
+      ['compute', run.compute.description],
+      ['irlens', versionLine(run)],
       ['versions', Object.entries({ ...p.versions, 'plotly.js': plotlyBundle().version }).map(([k, v]) => `${k} ${v}`).join(', ')],
       ['host', `${p.host.platform}, ${p.host.cpus} CPU(s), ${p.host.totalMemGiB} GiB`],
       [
@@ -340,12 +384,19 @@ export function studyHtml(r: StudyResult): string {
           .join('; '),
       ],
     ]),
+    '<h2>Weights</h2>',
+    '<p class="note">Every model in this report was trained by this study (no external or shipped weights).</p>',
+    table(
+      ['run', 'tasks', 'source', 'file', 'sha256', 'trained by'],
+      weights.map((w) => [w.run, w.tasks.join('+'), w.weights.source, w.weights.file ?? '—', w.weights.sha256 ?? '— (file not on disk)', w.weights.trainedBy ?? '—']),
+    ),
   ].join('\n');
   return htmlPage({ title, body: `${inlineScript(plotlyBundle().source)}\n${body}`, plotly: false });
 }
 
 export function studyJson(r: StudyResult): string {
-  return `${JSON.stringify({ ...r, provenance: { ...r.provenance, versions: { ...r.provenance.versions, 'plotly.js': plotlyBundle().version } } }, null, 2)}\n`;
+  const provenance = { ...r.provenance, versions: { ...r.provenance.versions, 'plotly.js': plotlyBundle().version }, run: studyRun(r), weights: studyWeights(r) };
+  return `${JSON.stringify({ ...r, provenance }, null, 2)}\n`;
 }
 
 /** Default report base of an architecture's study: reports/pretrain-study-<arch> (.html, .json). */
