@@ -9,11 +9,12 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/engine/backend';
+import { gelu } from '../src/engine/wasm/gelu';
 
 export interface TinyConvNetConfig {
   /** Feature channels. */
   width: number;
-  /** Residual blocks: depthwise 3x3 -> GELU (erf) -> 1x1. */
+  /** Residual blocks: depthwise 3x3 -> GELU (exact, irlens's engine GELU) -> 1x1. */
   blocks: number;
   seed?: number;
 }
@@ -24,10 +25,6 @@ export interface TinyConvNet {
   dispose(): void;
 }
 
-/** Exact GELU, as in PyTorch's nn.GELU(): 0.5 x (1 + erf(x / sqrt 2)). */
-export function gelu(x: tf.Tensor): tf.Tensor {
-  return tf.tidy(() => tf.mul(tf.mul(x, 0.5), tf.add(1, tf.erf(tf.mul(x, Math.SQRT1_2)))));
-}
 
 /**
  * conv3x3 (3 -> width) -> blocks x [depthwise 3x3 -> GELU -> conv1x1 (+ residual)] -> conv3x3 (width -> width,

@@ -5,6 +5,7 @@ import { builtinImages } from '../io/builtin';
 import { listFamilies, listPresets } from '../models';
 import { IRLENS_VERSION, PACKAGE_ROOT } from '../version';
 import { startBackend } from './common';
+import { computePath } from '../engine/compute';
 
 export function infoCommand(): Command {
   return new Command('info')
@@ -18,6 +19,7 @@ export function infoCommand(): Command {
         node: process.version,
         tfjs: tf.version.tfjs,
         backend: { name: backend.name, tf: backend.tfBackend, description: backend.description, skipped: backend.skipped },
+        compute: computePath(),
         packageRoot: PACKAGE_ROOT,
         builtinImages: images.map((i) => i.name),
         families: listFamilies().map((f) => f.name),
@@ -31,6 +33,7 @@ export function infoCommand(): Command {
         `irlens ${info.irlens} (node ${info.node}, tfjs ${info.tfjs})`,
         `backend: ${backend.name} — ${backend.description}`,
         ...backend.skipped.map((s) => `  skipped ${s}`),
+        `compute: ${info.compute.kind} — ${info.compute.description}`,
         `built-in images (${images.length}): ${info.builtinImages.join(', ')}`,
         `model families: ${info.families.join(', ')} (${info.presets} presets; see \`npm run models\`)`,
       ];

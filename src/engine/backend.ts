@@ -10,6 +10,8 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { registerDilatedConvGradients, registerResizeGradFixes, registerWasmTrainingKernels } from './wasm-kernels';
+import { nativeAddon, nativeLibrary } from './native/addon';
+import { registerNativeKernels } from './native/kernels';
 
 export type BackendName = 'node-gpu' | 'node' | 'wasm' | 'cpu';
 export const BACKEND_NAMES: readonly BackendName[] = ['node-gpu', 'node', 'wasm', 'cpu'];
@@ -82,6 +84,7 @@ async function activate(name: BackendName): Promise<string | undefined> {
     }
     case 'wasm': {
       registerWasmTrainingKernels();
+      registerNativeKernels(); // heavy ops on the native addon when it is built (else the wasm kernels stay)
       if (!(await tf.setBackend('wasm'))) return 'the wasm backend failed to start';
       return undefined;
     }
@@ -100,8 +103,12 @@ function describe(name: BackendName): string {
       return 'tfjs-node-gpu (CUDA)';
     case 'node':
       return 'tfjs-node (libtensorflow, CPU)';
-    case 'wasm':
-      return 'wasm (SIMD, single thread) + irlens training kernels';
+    case 'wasm': {
+      const native = nativeAddon()?.describe();
+      return native
+        ? `wasm + native kernels (${nativeLibrary()}, ${native.threads} thread${native.threads === 1 ? '' : 's'}) + irlens training kernels`
+        : 'wasm (SIMD, single thread) + irlens training kernels';
+    }
     case 'cpu':
       return 'cpu (pure JS, slow; reference numbers only)';
   }

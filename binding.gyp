@@ -1,0 +1,14 @@
+{
+  "targets": [
+    {
+      "target_name": "irlens_native",
+      "sources": ["native/irlens_native.cc"],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "/usr/include/openblas"],
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions"],
+      "cflags_cc": ["-O3", "-march=native", "-fopenmp", "-std=c++17"],
+      "libraries": ["-lopenblas", "-fopenmp"]
+    }
+  ]
+}

@@ -1,0 +1,70 @@
+#!/usr/bin/env node
+/**
+ * `npm install` step for the optional native kernels (native/irlens_native.cc -> build/Release/irlens_native.node).
+ *
+ * The addon needs a C++ compiler, Node's headers and OpenBLAS (Debian/Ubuntu: `apt install g++ make
+ * libopenblas-dev`). When any of it is missing the build is skipped or fails with a one-paragraph message and
+ * this script still exits 0: irlens then runs on the wasm kernels (`irlens info` says which path is active).
+ * IRLENS_SKIP_NATIVE_BUILD=1 skips the build.
+ */
+'use strict';
+const { spawnSync } = require('node:child_process');
+const fs = require('node:fs');
+const path = require('node:path');
+
+const ROOT = path.resolve(__dirname, '..');
+const ADDON = path.join(ROOT, 'build', 'Release', 'irlens_native.node');
+
+function note(msg) {
+  process.stderr.write(`irlens: ${msg}\n`);
+}
+
+function fallback(why) {
+  note(`native kernels not built: ${why}`);
+  note('running on the wasm kernels instead (slower). To get the native path: apt install g++ make libopenblas-dev, then `npm rebuild irlens` or `node native/build.js`.');
+  try {
+    fs.rmSync(ADDON, { force: true });
+  } catch {
+    // nothing to remove
+  }
+  process.exit(0);
+}
+
+/** node-gyp: the one npm runs scripts with, else the copy bundled with npm next to this node. */
+function nodeGyp() {
+  const candidates = [
+    process.env.npm_config_node_gyp,
+    path.join(path.dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'),
+  ];
+  try {
+    candidates.push(require.resolve('node-gyp/bin/node-gyp.js'));
+  } catch {
+    // not installed locally
+  }
+  return candidates.find((c) => c && fs.existsSync(c));
+}
+
+function haveOpenBlasHeaders() {
+  const dirs = ['/usr/include', '/usr/include/x86_64-linux-gnu', '/usr/include/aarch64-linux-gnu', '/usr/include/openblas', '/usr/local/include', '/opt/homebrew/opt/openblas/include'];
+  return dirs.some((d) => fs.existsSync(path.join(d, 'cblas.h')));
+}
+
+if (process.env.IRLENS_SKIP_NATIVE_BUILD === '1') fallback('IRLENS_SKIP_NATIVE_BUILD=1');
+if (!haveOpenBlasHeaders()) fallback('OpenBLAS headers (cblas.h) not found');
+const gyp = nodeGyp();
+if (gyp === undefined) fallback('node-gyp not found');
+
+const args = [gyp, 'rebuild'];
+// Offline machines: use the headers of the installed node (Debian's nodejs ships them) instead of a download.
+const prefix = path.resolve(path.dirname(process.execPath), '..');
+if (fs.existsSync(path.join(prefix, 'include', 'node', 'node_api.h'))) args.push(`--nodedir=${prefix}`);
+const build = spawnSync(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
+if (build.status !== 0) {
+  const log = `${build.stdout ?? ''}${build.stderr ?? ''}`.trim().split('\n');
+  const firstError = log.find((l) => /error|not found|No such file/i.test(l)) ?? log.at(-1) ?? String(build.error);
+  fallback(`node-gyp failed (${firstError.trim().slice(0, 200)})`);
+}
+// The library must also load at run time (libopenblas.so present, same ABI).
+const check = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(ADDON)}).describe()`], { encoding: 'utf8' });
+if (check.status !== 0) fallback(`the built addon does not load (${(check.stderr || '').trim().split('\n')[0]})`);
+note(`native kernels built (${path.relative(ROOT, ADDON)})`);

@@ -1,0 +1,452 @@
+// irlens native kernels: GEMM-based MatMul / Conv2D and a direct depthwise conv, computed in place on the
+// TF.js wasm backend's heap (an ArrayBuffer plus byte offsets handed over from JS; see src/engine/native/).
+//
+// Library choice (measured on the 2-core AMD EPYC with AVX-512, see bench/README.md): OpenBLAS 0.3.21 sgemm
+// runs the dominant SwinIR product 4096x180x540 at ~190 GFLOP/s on one thread with its AVX-512 kernels
+// (~105 with the AVX2 'Haswell' ones, tfjs-wasm 26.5), and it is the GEMM of the PyTorch we compare against.
+// oneDNN 2.6 would also do convolutions, but its primitives must be created and cached per shape and it brings
+// its own thread pool; Debian's native XNNPACK is a 2022 snapshot with an unstable API. Convolutions are
+// im2col (one block of rows at a time, per thread) + sgemm, which keeps everything on one well-kept GEMM.
+// The depthwise conv is a direct loop: it is memory-bound and the compiler vectorises the channel loop.
+//
+// Threads and determinism: OpenBLAS runs single-threaded inside each of our threads, and work is split into
+// a fixed number of contiguous parts (output rows, or whole batch items) that depends only on the shape and
+// the thread count. No output element is summed by two threads, so the same inputs and thread count give
+// bit-identical results.
+#include <napi.h>
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace {
+
+int g_threads = 1;
+
+enum Activation { kLinear = 0, kRelu = 1, kRelu6 = 2, kLeakyRelu = 3, kPrelu = 4, kSigmoid = 5, kElu = 6 };
+
+// Bias and activation applied to `rows` rows of `n` channels, in place.
+struct Epilogue {
+  const float* bias = nullptr;  // length biasLen (1 or n), or null
+  int64_t biasLen = 0;
+  int act = kLinear;
+  float alpha = 0.f;             // leakyrelu slope
+  const float* prelu = nullptr;  // length preluLen (1 or n)
+  int64_t preluLen = 0;
+
+  bool active() const { return bias != nullptr || act != kLinear; }
+
+  void apply(float* y, int64_t rows, int64_t n) const {
+    for (int64_t r = 0; r < rows; r++) {
+      float* row = y + r * n;
+      if (bias) {
+        if (biasLen == 1) {
+          const float b = bias[0];
+          for (int64_t c = 0; c < n; c++) row[c] += b;
+        } else {
+          for (int64_t c = 0; c < n; c++) row[c] += bias[c];
+        }
+      }
+      switch (act) {
+        case kLinear:
+          break;
+        case kRelu:
+          for (int64_t c = 0; c < n; c++) row[c] = row[c] < 0.f ? 0.f : row[c];
+          break;
+        case kRelu6:
+          for (int64_t c = 0; c < n; c++) row[c] = std::min(std::max(row[c], 0.f), 6.f);
+          break;
+        case kLeakyRelu:
+          for (int64_t c = 0; c < n; c++) row[c] = row[c] < 0.f ? alpha * row[c] : row[c];
+          break;
+        case kPrelu:
+          for (int64_t c = 0; c < n; c++) {
+            const float a = preluLen == 1 ? prelu[0] : prelu[c];
+            row[c] = row[c] < 0.f ? a * row[c] : row[c];
+          }
+          break;
+        case kSigmoid:
+          for (int64_t c = 0; c < n; c++) row[c] = 1.f / (1.f + std::exp(-row[c]));
+          break;
+        case kElu:
+          for (int64_t c = 0; c < n; c++) row[c] = row[c] < 0.f ? std::expm1(row[c]) : row[c];
+          break;
+      }
+    }
+  }
+};
+
+// Contiguous part t of [0, total) split into `parts` near-equal pieces.
+inline void part(int64_t total, int parts, int t, int64_t* begin, int64_t* end) {
+  const int64_t base = total / parts, extra = total % parts;
+  *begin = t * base + std::min<int64_t>(t, extra);
+  *end = *begin + base + (t < extra ? 1 : 0);
+}
+
+// Runs body(t, parts) on `parts` threads (part 0 on the calling thread when parts == 1).
+template <typename F>
+void parallel(int parts, F body) {
+  if (parts <= 1) {
+    body(0, 1);
+    return;
+  }
+#pragma omp parallel num_threads(parts)
+  {
+    // OpenMP may hand us fewer threads than asked: loop so every part still runs exactly once, on some thread.
+    const int nt = omp_get_num_threads();
+    for (int t = omp_get_thread_num(); t < parts; t += nt) body(t, parts);
+  }
+}
+
+int threadsFor(double flops) {
+  // Below ~4 MFLOP (tens of microseconds) waking a sleeping thread costs more than it saves.
+  return flops < 4e6 ? 1 : g_threads;
+}
+
+// ------------------------------------------------------------------------------------------- arguments
+
+struct Args {
+  const Napi::CallbackInfo& info;
+  uint8_t* heap;
+  size_t heapBytes;
+  std::vector<double> p;
+
+  explicit Args(const Napi::CallbackInfo& i) : info(i) {
+    if (i.Length() < 2 || !i[0].IsArrayBuffer() || !i[1].IsTypedArray())
+      throw Napi::TypeError::New(i.Env(), "irlens native: expected (ArrayBuffer, Float64Array params)");
+    Napi::ArrayBuffer buf = i[0].As<Napi::ArrayBuffer>();
+    heap = static_cast<uint8_t*>(buf.Data());
+    heapBytes = buf.ByteLength();
+    Napi::Float64Array params = i[1].As<Napi::Float64Array>();
+    p.assign(params.Data(), params.Data() + params.ElementLength());
+  }
+  int64_t i64(size_t k) const { return static_cast<int64_t>(p.at(k)); }
+  // A float32 view of `count` elements at byte offset p[k]; checks bounds so bad offsets cannot corrupt memory.
+  float* f32(size_t k, int64_t count) const {
+    const int64_t off = i64(k);
+    if (off < 0 || off % 4 != 0 || count < 0 || static_cast<uint64_t>(off) + 4ull * count > heapBytes)
+      throw Napi::RangeError::New(info.Env(), "irlens native: tensor offset outside the wasm heap");
+    return reinterpret_cast<float*>(heap + off);
+  }
+  // Epilogue from params starting at k: biasOff, biasLen, act, alpha, preluOff, preluLen (offset -1 = none).
+  Epilogue epilogue(size_t k) const {
+    Epilogue e;
+    if (i64(k) >= 0) {
+      e.biasLen = i64(k + 1);
+      e.bias = f32(k, e.biasLen);
+    }
+    e.act = static_cast<int>(i64(k + 2));
+    e.alpha = static_cast<float>(p.at(k + 3));
+    if (i64(k + 4) >= 0) {
+      e.preluLen = i64(k + 5);
+      e.prelu = f32(k + 4, e.preluLen);
+    }
+    return e;
+  }
+};
+
+// ------------------------------------------------------------------------------------------------ GEMM
+
+// C[b] = op(A[aIdx[b]]) op(B[bIdx[b]]) (+ epilogue) for b < batches. params:
+// 0 aOff, 1 bOff, 2 cOff, 3 batches, 4 aBatches, 5 bBatches, 6 m, 7 n, 8 k, 9 transA, 10 transB, 11.. epilogue;
+// info[2], info[3]: Int32Array batch indices into A and B per output batch (broadcasting).
+Napi::Value MatMul(const Napi::CallbackInfo& info) {
+  Args a(info);
+  const int64_t batches = a.i64(3), aBatches = a.i64(4), bBatches = a.i64(5);
+  const int64_t m = a.i64(6), n = a.i64(7), k = a.i64(8);
+  const bool ta = a.i64(9) != 0, tb = a.i64(10) != 0;
+  const float* A = a.f32(0, aBatches * m * k);
+  const float* B = a.f32(1, bBatches * k * n);
+  float* C = a.f32(2, batches * m * n);
+  const Epilogue ep = a.epilogue(11);
+  Napi::Int32Array aIdx = info[2].As<Napi::Int32Array>(), bIdx = info[3].As<Napi::Int32Array>();
+  if (static_cast<int64_t>(aIdx.ElementLength()) != batches || static_cast<int64_t>(bIdx.ElementLength()) != batches)
+    throw Napi::RangeError::New(info.Env(), "irlens native: batch index arrays do not match the batch count");
+  const int32_t* ai = aIdx.Data();
+  const int32_t* bi = bIdx.Data();
+  for (int64_t b = 0; b < batches; b++)
+    if (ai[b] < 0 || ai[b] >= aBatches || bi[b] < 0 || bi[b] >= bBatches)
+      throw Napi::RangeError::New(info.Env(), "irlens native: batch index out of range");
+  const int lda = static_cast<int>(ta ? m : k), ldb = static_cast<int>(tb ? k : n);
+  const int threads = threadsFor(2.0 * batches * m * n * k);
+  // Work units: whole batch items when there are enough of them, else row blocks (or column blocks when the
+  // product is wide and short) of each item. Fixed by shape and thread count.
+  const int64_t splits = batches >= threads ? 1 : (threads + batches - 1) / batches;
+  const bool splitCols = splits > 1 && n > m;
+  const int64_t units = batches * splits;
+  parallel(static_cast<int>(std::min<int64_t>(threads, units)), [&](int t, int parts) {
+    int64_t u0, u1;
+    part(units, parts, t, &u0, &u1);
+    for (int64_t u = u0; u < u1; u++) {
+      const int64_t b = u / splits, s = u % splits;
+      int64_t r0 = 0, r1 = m, c0 = 0, c1 = n;
+      if (splitCols) part(n, static_cast<int>(splits), static_cast<int>(s), &c0, &c1);
+      else part(m, static_cast<int>(splits), static_cast<int>(s), &r0, &r1);
+      if (r1 <= r0 || c1 <= c0) continue;
+      const float* Ab = A + ai[b] * m * k + (ta ? r0 : r0 * k);
+      const float* Bb = B + bi[b] * k * n + (tb ? c0 * k : c0);
+      float* Cb = C + b * m * n + r0 * n + c0;
+      if (k == 0) {
+        for (int64_t r = 0; r < r1 - r0; r++) std::fill(Cb + r * n, Cb + r * n + (c1 - c0), 0.f);
+      } else {
+        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                    static_cast<int>(r1 - r0), static_cast<int>(c1 - c0), static_cast<int>(k), 1.f, Ab, lda, Bb,
+                    ldb, 0.f, Cb, static_cast<int>(n));
+      }
+      if (ep.active()) {
+        if (c0 == 0 && c1 == n) ep.apply(Cb, r1 - r0, n);
+        else {
+          // Column block: apply per row with the bias/prelu slice of these columns.
+          Epilogue sub = ep;
+          if (sub.bias && sub.biasLen > 1) sub.bias += c0;
+          if (sub.prelu && sub.preluLen > 1) sub.prelu += c0;
+          for (int64_t r = 0; r < r1 - r0; r++) sub.apply(Cb + r * n, 1, c1 - c0);
+        }
+      }
+    }
+  });
+  return info.Env().Undefined();
+}
+
+// ------------------------------------------------------------------------------------------------ conv
+
+struct ConvShape {
+  int64_t n, h, w, ci, kh, kw, co, oh, ow, sh, sw, dh, dw, top, left;
+};
+
+ConvShape convShape(const Args& a, size_t k) {
+  ConvShape s{};
+  int64_t* f[] = {&s.n, &s.h, &s.w, &s.ci, &s.kh, &s.kw, &s.co, &s.oh, &s.ow, &s.sh, &s.sw, &s.dh, &s.dw, &s.top, &s.left};
+  for (size_t i = 0; i < 15; i++) *f[i] = a.i64(k + i);
+  return s;
+}
+
+// Rows [r0, r1) of the im2col matrix (row = output pixel, columns = kh*kw*ci taps, zeros outside the input).
+void im2col(const float* x, const ConvShape& s, int64_t r0, int64_t r1, float* out) {
+  const int64_t kdim = s.kh * s.kw * s.ci;
+  for (int64_t r = r0; r < r1; r++) {
+    const int64_t b = r / (s.oh * s.ow), rem = r % (s.oh * s.ow), oy = rem / s.ow, ox = rem % s.ow;
+    float* dst = out + (r - r0) * kdim;
+    for (int64_t i = 0; i < s.kh; i++) {
+      const int64_t iy = oy * s.sh + i * s.dh - s.top;
+      for (int64_t j = 0; j < s.kw; j++, dst += s.ci) {
+        const int64_t ix = ox * s.sw + j * s.dw - s.left;
+        if (iy < 0 || iy >= s.h || ix < 0 || ix >= s.w) std::fill(dst, dst + s.ci, 0.f);
+        else std::memcpy(dst, x + ((b * s.h + iy) * s.w + ix) * s.ci, s.ci * sizeof(float));
+      }
+    }
+  }
+}
+
+// y = conv(x, f) (+ epilogue), NHWC x, HWIO f. params: 0 xOff, 1 fOff, 2 yOff, 3..17 shape, 18.. epilogue.
+Napi::Value Conv2D(const Napi::CallbackInfo& info) {
+  Args a(info);
+  const ConvShape s = convShape(a, 3);
+  const float* x = a.f32(0, s.n * s.h * s.w * s.ci);
+  const float* f = a.f32(1, s.kh * s.kw * s.ci * s.co);
+  float* y = a.f32(2, s.n * s.oh * s.ow * s.co);
+  const Epilogue ep = a.epilogue(18);
+  const int64_t rows = s.n * s.oh * s.ow, kdim = s.kh * s.kw * s.ci;
+  const bool direct = s.kh == 1 && s.kw == 1 && s.sh == 1 && s.sw == 1 && s.top == 0 && s.left == 0 &&
+                      s.oh == s.h && s.ow == s.w;  // a 1x1 conv is a plain product with x as A
+  const int threads = static_cast<int>(std::min<int64_t>(threadsFor(2.0 * rows * kdim * s.co), std::max<int64_t>(rows, 1)));
+  // im2col block: about 1 MiB of patches per GEMM call keeps the block in L2 and the GEMM efficient.
+  const int64_t block = std::max<int64_t>(64, (1 << 18) / std::max<int64_t>(kdim, 1));
+  parallel(threads, [&](int t, int parts) {
+    int64_t r0, r1;
+    part(rows, parts, t, &r0, &r1);
+    std::vector<float> patches;
+    for (int64_t b0 = r0; b0 < r1; b0 += block) {
+      const int64_t b1 = std::min(r1, b0 + block);
+      const float* A;
+      if (direct) A = x + b0 * s.ci;
+      else {
+        patches.resize(static_cast<size_t>((b1 - b0) * kdim));
+        im2col(x, s, b0, b1, patches.data());
+        A = patches.data();
+      }
+      float* Y = y + b0 * s.co;
+      if (kdim == 0) std::fill(Y, Y + (b1 - b0) * s.co, 0.f);
+      else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(b1 - b0), static_cast<int>(s.co),
+                    static_cast<int>(kdim), 1.f, A, static_cast<int>(kdim), f, static_cast<int>(s.co), 0.f, Y,
+                    static_cast<int>(s.co));
+      if (ep.active()) ep.apply(Y, b1 - b0, s.co);
+    }
+  });
+  return info.Env().Undefined();
+}
+
+// Depthwise: y[b, oy, ox, c*mult + q] = sum_ij x[b, iy, ix, c] f[i, j, c, q]. params as Conv2D with
+// shape field co = mult (channel multiplier); output channels ci*mult.
+Napi::Value Depthwise(const Napi::CallbackInfo& info) {
+  Args a(info);
+  const ConvShape s = convShape(a, 3);
+  const int64_t mult = s.co, c = s.ci, cm = c * mult;
+  const float* x = a.f32(0, s.n * s.h * s.w * c);
+  const float* f = a.f32(1, s.kh * s.kw * cm);
+  float* y = a.f32(2, s.n * s.oh * s.ow * cm);
+  const Epilogue ep = a.epilogue(18);
+  const int64_t outRows = s.n * s.oh;  // one unit = one output image row
+  const int threads = static_cast<int>(std::min<int64_t>(threadsFor(2.0 * outRows * s.ow * cm * s.kh * s.kw), std::max<int64_t>(outRows, 1)));
+  parallel(threads, [&](int t, int parts) {
+    int64_t r0, r1;
+    part(outRows, parts, t, &r0, &r1);
+    for (int64_t r = r0; r < r1; r++) {
+      const int64_t b = r / s.oh, oy = r % s.oh;
+      float* yr = y + r * s.ow * cm;
+      std::fill(yr, yr + s.ow * cm, 0.f);
+      for (int64_t i = 0; i < s.kh; i++) {
+        const int64_t iy = oy * s.sh + i * s.dh - s.top;
+        if (iy < 0 || iy >= s.h) continue;
+        const float* xrow = x + (b * s.h + iy) * s.w * c;
+        for (int64_t j = 0; j < s.kw; j++) {
+          const float* fr = f + (i * s.kw + j) * cm;
+          for (int64_t ox = 0; ox < s.ow; ox++) {
+            const int64_t ix = ox * s.sw + j * s.dw - s.left;
+            if (ix < 0 || ix >= s.w) continue;
+            const float* __restrict xp = xrow + ix * c;
+            float* __restrict yp = yr + ox * cm;
+            if (mult == 1) {
+              for (int64_t ch = 0; ch < c; ch++) yp[ch] += xp[ch] * fr[ch];
+            } else {
+              for (int64_t ch = 0; ch < c; ch++)
+                for (int64_t q = 0; q < mult; q++) yp[ch * mult + q] += xp[ch] * fr[ch * mult + q];
+            }
+          }
+        }
+      }
+      if (ep.active()) ep.apply(yr, s.ow, cm);
+    }
+  });
+  return info.Env().Undefined();
+}
+
+// ------------------------------------------------------------------------------------------------ GELU
+
+// Exact-erf GELU (torch.nn.GELU()) as x * sigmoid(h(x)), h(x) = x * sum_k kGeluLogit[k] x^(2k) the odd
+// polynomial fit of logit(Phi(x)) that the wasm path uses too (src/engine/wasm/gelu.ts documents the fit and
+// its accuracy); x is clipped to +-10 only to keep the powers finite. Hand-written because glibc vectorises
+// expf/erff only under -ffast-math, which would change float semantics for the whole process: this exp is plain
+// arithmetic that the compiler vectorises (AVX-512: 16 lanes).
+constexpr float kGeluLogit[] = {1.5957698829818832f, 0.07266616880608151f, -6.518947465825357e-5f,
+                                -1.1061264036250809e-4f, 7.92954768338806e-6f, -2.645326771816975e-7f,
+                                3.5125584663120435e-9f};
+constexpr int kGeluTerms = 7;
+constexpr float kGeluClip = 10.f;
+
+// e^z for z in [-87, 88] (clamped outside): 2^n * e^r with |r| <= ln2/2, degree-6 Taylor polynomial of e^r
+// (relative error < 2e-7, below float rounding of the final product).
+inline float expApprox(float z) {
+  z = std::min(std::max(z, -87.f), 88.f);
+  const float n = std::nearbyint(z * 1.44269504088896341f);
+  const float r = (z - n * 0.693145751953125f) - n * 1.42860682030941723212e-6f;
+  float p = 1.f / 720.f;
+  p = p * r + 1.f / 120.f;
+  p = p * r + 1.f / 24.f;
+  p = p * r + 1.f / 6.f;
+  p = p * r + 0.5f;
+  p = p * r + 1.f;
+  p = p * r + 1.f;
+  int32_t bits;
+  std::memcpy(&bits, &p, 4);
+  bits += static_cast<int32_t>(n) << 23;
+  float out;
+  std::memcpy(&out, &bits, 4);
+  return out;
+}
+
+inline void geluTerms(float x, float* sig, float* poly, float* clipped) {
+  const float c = std::min(std::max(x, -kGeluClip), kGeluClip);
+  const float u = c * c;
+  float s = kGeluLogit[kGeluTerms - 1];
+  for (int k = kGeluTerms - 2; k >= 0; k--) s = s * u + kGeluLogit[k];
+  const float z = -c * s;
+  *sig = z > 88.f ? 0.f : 1.f / (1.f + expApprox(z));  // exactly 0 past e^88, as the wasm path: gelu(-large) = -0
+  *poly = u;
+  *clipped = c;
+}
+
+// params: 0 xOff, 1 yOff, 2 count.  y = gelu(x).
+Napi::Value Gelu(const Napi::CallbackInfo& info) {
+  Args a(info);
+  const int64_t n = a.i64(2);
+  const float* x = a.f32(0, n);
+  float* y = a.f32(1, n);
+  const int threads = static_cast<int>(std::min<int64_t>(n < (1 << 16) ? 1 : g_threads, std::max<int64_t>(n, 1)));
+  parallel(threads, [&](int t, int parts) {
+    int64_t i0, i1;
+    part(n, parts, t, &i0, &i1);
+#pragma omp simd
+    for (int64_t i = i0; i < i1; i++) {
+      float sig, u, c;
+      geluTerms(x[i], &sig, &u, &c);
+      y[i] = x[i] * sig;
+    }
+  });
+  return info.Env().Undefined();
+}
+
+// params: 0 dyOff, 1 xOff, 2 dxOff, 3 count.  dx = dy * (s + c s (1 - s) h'(c)), s = sigmoid(h(c)), c = clip(x).
+Napi::Value GeluGrad(const Napi::CallbackInfo& info) {
+  Args a(info);
+  const int64_t n = a.i64(3);
+  const float* dy = a.f32(0, n);
+  const float* x = a.f32(1, n);
+  float* dx = a.f32(2, n);
+  const int threads = static_cast<int>(std::min<int64_t>(n < (1 << 16) ? 1 : g_threads, std::max<int64_t>(n, 1)));
+  parallel(threads, [&](int t, int parts) {
+    int64_t i0, i1;
+    part(n, parts, t, &i0, &i1);
+#pragma omp simd
+    for (int64_t i = i0; i < i1; i++) {
+      float sig, u, c;
+      geluTerms(x[i], &sig, &u, &c);
+      // h'(c) = sum_k (2k+1) kGeluLogit[k] c^(2k)
+      float slope = (2 * kGeluTerms - 1) * kGeluLogit[kGeluTerms - 1];
+      for (int k = kGeluTerms - 2; k >= 0; k--) slope = slope * u + (2 * k + 1) * kGeluLogit[k];
+      dx[i] = dy[i] * (sig + c * (sig * (1.f - sig)) * slope);
+    }
+  });
+  return info.Env().Undefined();
+}
+
+// ---------------------------------------------------------------------------------------------- control
+
+Napi::Value SetThreads(const Napi::CallbackInfo& info) {
+  const int n = info[0].As<Napi::Number>().Int32Value();
+  if (n < 1) throw Napi::RangeError::New(info.Env(), "irlens native: thread count must be >= 1");
+  g_threads = n;
+  return info.Env().Undefined();
+}
+
+Napi::Value Describe(const Napi::CallbackInfo& info) {
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("threads", g_threads);
+  o.Set("library", std::string(openblas_get_config()));
+  o.Set("core", std::string(openblas_get_corename()));
+  o.Set("maxThreads", omp_get_num_procs());
+  return o;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  openblas_set_num_threads(1);  // our threads split the work; OpenBLAS must not spawn its own inside them
+  g_threads = std::max(1, omp_get_num_procs());
+  exports.Set("matMul", Napi::Function::New(env, MatMul));
+  exports.Set("conv2d", Napi::Function::New(env, Conv2D));
+  exports.Set("depthwise", Napi::Function::New(env, Depthwise));
+  exports.Set("gelu", Napi::Function::New(env, Gelu));
+  exports.Set("geluGrad", Napi::Function::New(env, GeluGrad));
+  exports.Set("setThreads", Napi::Function::New(env, SetThreads));
+  exports.Set("describe", Napi::Function::New(env, Describe));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(irlens_native, Init)

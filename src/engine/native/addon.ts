@@ -1,0 +1,108 @@
+/**
+ * Loading the optional native addon (native/irlens_native.cc, built by node-gyp at `npm install`) and the
+ * compute-thread setting.
+ *
+ * The addon is optional: when build/Release/irlens_native.node is missing (no compiler or no OpenBLAS at
+ * install time) irlens runs on the plain wasm kernels, silently. IRLENS_NATIVE=0 forces that fallback (tests
+ * use it to cover both paths). IRLENS_THREADS (or --threads) sets the native kernels' thread count; default:
+ * every core.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+/** The functions the addon exports; every tensor is a byte offset into `heap` (the wasm Memory's buffer). */
+export interface NativeAddon {
+  matMul(heap: ArrayBuffer, params: Float64Array, aBatchIndex: Int32Array, bBatchIndex: Int32Array): void;
+  conv2d(heap: ArrayBuffer, params: Float64Array): void;
+  depthwise(heap: ArrayBuffer, params: Float64Array): void;
+  gelu(heap: ArrayBuffer, params: Float64Array): void;
+  geluGrad(heap: ArrayBuffer, params: Float64Array): void;
+  setThreads(n: number): void;
+  describe(): { threads: number; library: string; core: string; maxThreads: number };
+}
+
+export type ComputeKind = 'native-openblas' | 'wasm' | 'cpu' | 'tfjs-node' | 'tfjs-node-gpu';
+
+export interface ComputePath {
+  /** Which kernels run the heavy ops (matMul, conv, depthwise conv). */
+  kind: ComputeKind;
+  /** Threads the native kernels use (1 for the single-threaded wasm/cpu kernels). */
+  threads: number;
+  /** One line for CLI outputs and reports. */
+  description: string;
+  /** Why the native path is not active, when it is not. */
+  reason?: string;
+}
+
+/** src/engine/native/ and dist/engine/native/ are both three levels below the package root. */
+const ADDON_PATH = path.resolve(__dirname, '..', '..', '..', 'build', 'Release', 'irlens_native.node');
+
+let loaded: { addon?: NativeAddon; reason?: string } | undefined;
+let threads: number | undefined;
+
+function cores(): number {
+  return Math.max(1, typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length);
+}
+
+/** Parses a thread count (IRLENS_THREADS, --threads); throws a one-line error naming the source. */
+export function parseThreads(value: string, source = 'IRLENS_THREADS'): number {
+  const v = Number(value.trim());
+  if (!Number.isInteger(v) || v < 1) throw new Error(`${source}: expected a positive integer thread count, got '${value}'`);
+  return v;
+}
+
+/** The thread count in effect: setComputeThreads(), else IRLENS_THREADS, else every core. */
+export function computeThreads(): number {
+  if (threads !== undefined) return threads;
+  const env = process.env.IRLENS_THREADS;
+  return env !== undefined && env.trim() !== '' ? parseThreads(env) : cores();
+}
+
+/** Sets the native kernels' thread count (the `--threads` option). */
+export function setComputeThreads(n: number): void {
+  if (!Number.isInteger(n) || n < 1) throw new Error(`--threads: expected a positive integer, got '${n}'`);
+  threads = n;
+  loaded?.addon?.setThreads(n);
+}
+
+/** The addon, or undefined (with the reason in nativeUnavailableReason()) when it is absent or disabled. */
+export function nativeAddon(): NativeAddon | undefined {
+  if (loaded === undefined) {
+    const flag = process.env.IRLENS_NATIVE;
+    if (flag === '0' || flag?.toLowerCase() === 'false') loaded = { reason: 'disabled by IRLENS_NATIVE=0' };
+    else if (!fs.existsSync(ADDON_PATH)) {
+      loaded = { reason: `native addon not built (${path.relative(process.cwd(), ADDON_PATH)} missing; see README: native kernels)` };
+    } else {
+      const n = computeThreads(); // a bad IRLENS_THREADS is the user's error, not a reason to fall back
+      try {
+        // OpenMP's default lets idle threads spin between kernels, which starves the working threads whenever
+        // the cores are shared (other processes, or several irlens workers). Read once, when libgomp loads.
+        if (process.env.OMP_WAIT_POLICY === undefined) process.env.OMP_WAIT_POLICY = 'PASSIVE';
+        // eslint-disable-next-line @typescript-eslint/no-require-imports
+        const addon = require(ADDON_PATH) as NativeAddon;
+        addon.setThreads(n);
+        loaded = { addon };
+      } catch (e) {
+        loaded = { reason: `native addon failed to load: ${(e as Error).message.split('\n')[0]}` };
+      }
+    }
+  }
+  return loaded.addon;
+}
+
+/** Why the native addon is not in use ('' when it is). */
+export function nativeUnavailableReason(): string {
+  nativeAddon();
+  return loaded?.reason ?? '';
+}
+
+/**
+ * The addon's library, e.g. 'OpenBLAS 0.3.21 (Cooperlake kernels)', or undefined without the addon. OpenBLAS
+ * picks its kernels for the CPU at load time unless OPENBLAS_CORETYPE says otherwise (measured here, 4096x180x540
+ * sgemm on one thread: AVX-512 Cooperlake/SkylakeX ~190 GFLOP/s, AVX2 Haswell ~105), so reports name them.
+ */
+export function nativeLibrary(): string | undefined {
+  const d = nativeAddon()?.describe();
+  return d && `${d.library.split(' ').slice(0, 2).join(' ')} (${d.core} kernels)`;
+}

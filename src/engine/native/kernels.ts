@@ -1,0 +1,305 @@
+/**
+ * Native kernels for the TF.js wasm backend: BatchMatMul, _FusedMatMul, Conv2D, FusedConv2D,
+ * DepthwiseConv2dNative and FusedDepthwiseConv2D computed by the addon (OpenBLAS sgemm, see
+ * native/irlens_native.cc) straight into the output tensor's memory in the wasm heap.
+ *
+ * Each kernel replaces whatever is registered for 'wasm' (the stock kernel or irlens's composition from
+ * wasm-kernels.ts) and falls back to it for what it does not handle: NCHW, non-float32 dtypes, empty
+ * tensors, bias/PReLU weights that are not per-channel. The gradient kernels (Conv2DBackpropInput/Filter,
+ * depthwise backprops) are compositions of conv/depthwise/matMul, so they run on these kernels too.
+ *
+ * Memory: inputs are read and outputs written at their `memoryOffset` in the wasm Memory's ArrayBuffer; the
+ * output is made with the backend's own makeOutput, and the heap is read after it (growing the memory
+ * replaces the buffer).
+ */
+import * as tf from '@tensorflow/tfjs';
+import '@tensorflow/tfjs-backend-wasm';
+import { adoptWasmKernel } from '../wasm-kernels';
+import { GELU_GRAD_KERNEL, GELU_KERNEL } from '../wasm/gelu';
+import { nativeAddon, type NativeAddon } from './addon';
+
+type Attrs = Record<string, unknown>;
+type ExplicitPadding = [[number, number], [number, number], [number, number], [number, number]];
+type Shape4 = [number, number, number, number];
+
+/** The parts of tfjs-backend-wasm's BackendWasm that these kernels use (the class is not exported). */
+interface WasmBackend {
+  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
+  dataIdMap: { get(dataId: tf.DataId): { memoryOffset: number } | undefined };
+  wasm: { HEAPU8: Uint8Array };
+}
+
+interface KernelArgs {
+  inputs: Record<string, tf.TensorInfo | undefined>;
+  backend: WasmBackend;
+  attrs?: Attrs;
+}
+
+export const NATIVE_KERNELS = [
+  'BatchMatMul',
+  '_FusedMatMul',
+  'Conv2D',
+  'FusedConv2D',
+  'DepthwiseConv2dNative',
+  'FusedDepthwiseConv2D',
+] as const;
+type NativeKernelName = (typeof NATIVE_KERNELS)[number];
+
+/** Activation codes of the addon's epilogue (native/irlens_native.cc, enum Activation). */
+const ACTIVATIONS: Record<string, number> = { linear: 0, relu: 1, relu6: 2, leakyrelu: 3, prelu: 4, sigmoid: 5, elu: 6 };
+
+const size = (shape: readonly number[]) => shape.reduce((p, q) => p * q, 1);
+
+function offset(backend: WasmBackend, t: tf.TensorInfo): number {
+  const d = backend.dataIdMap.get(t.dataId);
+  if (d === undefined) throw new Error('native kernels: tensor data is not in the wasm backend');
+  return d.memoryOffset;
+}
+
+/**
+ * Epilogue params (biasOff, biasLen, act, alpha, preluOff, preluLen), or null when the bias or PReLU weights
+ * are not a scalar or one value per output channel (those go to the fallback kernel).
+ */
+function epilogue(backend: WasmBackend, inputs: KernelArgs['inputs'], attrs: Attrs, channels: number): number[] | null {
+  const act = ACTIVATIONS[(attrs.activation as string | undefined) ?? 'linear'];
+  if (act === undefined) return null;
+  const perChannel = (t: tf.TensorInfo | undefined): [number, number] | null | undefined => {
+    if (t === undefined) return undefined;
+    if (t.dtype !== 'float32') return null;
+    const n = size(t.shape);
+    if (n !== 1 && !(n === channels && t.shape[t.shape.length - 1] === channels)) return null;
+    return [offset(backend, t), n];
+  };
+  const bias = perChannel(inputs.bias);
+  const prelu = act === ACTIVATIONS.prelu ? perChannel(inputs.preluActivationWeights) : undefined;
+  if (bias === null || prelu === null || (act === ACTIVATIONS.prelu && prelu === undefined)) return null;
+  const alpha = act === ACTIVATIONS.leakyrelu ? ((attrs.leakyreluAlpha as number | undefined) ?? 0.2) : 0;
+  return [bias?.[0] ?? -1, bias?.[1] ?? 0, act, alpha, prelu?.[0] ?? -1, prelu?.[1] ?? 0];
+}
+
+function float32(...ts: (tf.TensorInfo | undefined)[]): boolean {
+  return ts.every((t) => t !== undefined && t.dtype === 'float32');
+}
+
+// ------------------------------------------------------------------------------------------------ matMul
+
+/** Batch index into an operand for each output batch index, with numpy broadcasting of the batch dims. */
+function batchIndices(batchShape: number[], outBatch: number[]): Int32Array {
+  const out = new Int32Array(size(outBatch));
+  const lead = outBatch.length - batchShape.length;
+  const strides = tf.util.computeStrides(batchShape);
+  const idx = new Array<number>(outBatch.length).fill(0);
+  for (let o = 0; o < out.length; o++) {
+    let s = 0;
+    for (let d = 0; d < batchShape.length; d++) {
+      if (batchShape[d] !== 1) s += idx[d + lead] * (d < batchShape.length - 1 ? strides[d] : 1);
+    }
+    out[o] = s;
+    for (let d = outBatch.length - 1; d >= 0 && ++idx[d] === outBatch[d]; d--) idx[d] = 0;
+  }
+  return out;
+}
+
+function matMul(addon: NativeAddon, args: KernelArgs, fused: boolean): tf.TensorInfo | null {
+  const { a, b } = args.inputs;
+  const attrs = args.attrs ?? {};
+  if (!float32(a, b) || a!.shape.length < 2 || b!.shape.length < 2) return null;
+  const ta = attrs.transposeA === true;
+  const tb = attrs.transposeB === true;
+  const as = a!.shape;
+  const bs = b!.shape;
+  const [m, k] = ta ? [as[as.length - 1], as[as.length - 2]] : [as[as.length - 2], as[as.length - 1]];
+  const [kb, n] = tb ? [bs[bs.length - 1], bs[bs.length - 2]] : [bs[bs.length - 2], bs[bs.length - 1]];
+  if (k !== kb) return null; // the fallback throws tfjs's own shape error
+  const batchA = as.slice(0, -2);
+  const batchB = bs.slice(0, -2);
+  let outBatch: number[];
+  try {
+    outBatch = tf.broadcast_util.assertAndGetBroadcastShape(batchA, batchB);
+  } catch {
+    return null;
+  }
+  const ep = fused ? epilogue(args.backend, args.inputs, attrs, n) : [-1, 0, 0, 0, -1, 0];
+  if (ep === null) return null;
+  const out = args.backend.makeOutput([...outBatch, m, n], 'float32');
+  const batches = size(outBatch);
+  if (batches * m * n === 0) return out; // nothing to compute
+  // k = 0: the addon writes zeros (+ epilogue); the stock kernel leaves the output uninitialised.
+  const params = new Float64Array([
+    k === 0 ? 0 : offset(args.backend, a!),
+    k === 0 ? 0 : offset(args.backend, b!),
+    offset(args.backend, out),
+    batches,
+    size(batchA),
+    size(batchB),
+    m,
+    n,
+    k,
+    ta ? 1 : 0,
+    tb ? 1 : 0,
+    ...ep,
+  ]);
+  addon.matMul(args.backend.wasm.HEAPU8.buffer as ArrayBuffer, params, batchIndices(batchA, outBatch), batchIndices(batchB, outBatch));
+  return out;
+}
+
+// -------------------------------------------------------------------------------------------------- conv
+
+function pair(v: unknown): [number, number] {
+  if (v == null) return [1, 1];
+  if (typeof v === 'number') return [v, v];
+  return [(v as number[])[0], (v as number[])[1]];
+}
+
+function conv(addon: NativeAddon, args: KernelArgs, depthwise: boolean, fused: boolean): tf.TensorInfo | null {
+  const { x, filter } = args.inputs;
+  const attrs = args.attrs ?? {};
+  if (!float32(x, filter) || x!.shape.length !== 4 || filter!.shape.length !== 4) return null;
+  if (attrs.dataFormat === 'NCHW' || attrs.dataFormat === 'channelsFirst') return null;
+  const fs = filter!.shape as Shape4;
+  if (x!.shape[3] !== fs[2]) return null;
+  let info: tf.backend_util.Conv2DInfo;
+  try {
+    info = tf.backend_util.computeConv2DInfo(
+      x!.shape as Shape4,
+      fs,
+      pair(attrs.strides),
+      pair(attrs.dilations),
+      attrs.pad as 'same' | 'valid' | number | ExplicitPadding,
+      attrs.dimRoundingMode as 'floor' | 'round' | 'ceil' | undefined,
+      depthwise,
+      'channelsLast',
+    );
+  } catch {
+    return null;
+  }
+  if (info.outHeight < 0 || info.outWidth < 0) return null;
+  if (size(x!.shape) === 0 || size(fs) === 0) return null;
+  const ep = fused ? epilogue(args.backend, args.inputs, attrs, info.outChannels) : [-1, 0, 0, 0, -1, 0];
+  if (ep === null) return null;
+  const out = args.backend.makeOutput([info.batchSize, info.outHeight, info.outWidth, info.outChannels], 'float32');
+  // An empty output has nothing to compute (the stock XNNPACK kernels corrupt the heap on it: measured,
+  // x [1,1,1,1], filter 4x1, stride 3, explicit pads giving a 0-row output).
+  if (size(out.shape) === 0) return out;
+  const params = new Float64Array([
+    offset(args.backend, x!),
+    offset(args.backend, filter!),
+    offset(args.backend, out),
+    info.batchSize,
+    info.inHeight,
+    info.inWidth,
+    info.inChannels,
+    info.filterHeight,
+    info.filterWidth,
+    depthwise ? fs[3] : info.outChannels, // depthwise: the channel multiplier
+    info.outHeight,
+    info.outWidth,
+    info.strideHeight,
+    info.strideWidth,
+    info.dilationHeight,
+    info.dilationWidth,
+    info.padInfo.top,
+    info.padInfo.left,
+    ...ep,
+  ]);
+  const heap = args.backend.wasm.HEAPU8.buffer as ArrayBuffer;
+  if (depthwise) addon.depthwise(heap, params);
+  else addon.conv2d(heap, params);
+  return out;
+}
+
+// ------------------------------------------------------------------------------------------ registration
+
+type Compute = (addon: NativeAddon, args: KernelArgs) => tf.TensorInfo | null;
+
+const COMPUTE: Record<NativeKernelName, Compute> = {
+  BatchMatMul: (addon, args) => matMul(addon, args, false),
+  _FusedMatMul: (addon, args) => matMul(addon, args, true),
+  Conv2D: (addon, args) => conv(addon, args, false, false),
+  FusedConv2D: (addon, args) => conv(addon, args, false, true),
+  DepthwiseConv2dNative: (addon, args) => conv(addon, args, true, false),
+  FusedDepthwiseConv2D: (addon, args) => conv(addon, args, true, true),
+};
+
+const nativeFuncs = new Set<tf.KernelFunc>();
+/** Per kernel: calls computed natively, calls handed to the fallback (tests check that cases hit the addon). */
+const calls = new Map<NativeKernelName, { native: number; fallback: number }>(NATIVE_KERNELS.map((n) => [n, { native: 0, fallback: 0 }]));
+const fallbacks = new Map<NativeKernelName, tf.KernelConfig>();
+let registered = false;
+
+// ------------------------------------------------------------------------------------------------- GELU
+
+/**
+ * Fused exact GELU and its gradient (native/irlens_native.cc): one pass each instead of 17 tfjs ops. New kernel
+ * names, so nothing falls back; src/engine/wasm/gelu.ts calls them when they are registered.
+ */
+function registerGeluKernels(addon: NativeAddon): void {
+  if (tf.getKernel(GELU_KERNEL, 'wasm')) return;
+  const elementwise = (args: KernelArgs, names: string[], fn: 'gelu' | 'geluGrad'): tf.TensorInfo => {
+    const ins = names.map((n) => args.inputs[n]!);
+    if (ins.some((t) => t.dtype !== 'float32')) throw new Error(`native kernels: ${fn} needs float32 inputs`);
+    const out = args.backend.makeOutput(ins[0].shape, 'float32');
+    const n = size(out.shape);
+    if (n > 0) {
+      const params = new Float64Array([...ins.map((t) => offset(args.backend, t)), offset(args.backend, out), n]);
+      addon[fn](args.backend.wasm.HEAPU8.buffer as ArrayBuffer, params);
+    }
+    return out;
+  };
+  tf.registerKernel({ kernelName: GELU_KERNEL, backendName: 'wasm', kernelFunc: (args) => elementwise(args as unknown as KernelArgs, ['x'], 'gelu') });
+  tf.registerKernel({ kernelName: GELU_GRAD_KERNEL, backendName: 'wasm', kernelFunc: (args) => elementwise(args as unknown as KernelArgs, ['dy', 'x'], 'geluGrad') });
+  tf.registerGradient({
+    kernelName: GELU_KERNEL,
+    inputsToSave: ['x'],
+    gradFunc: (dy, saved) => ({ x: () => tf.engine().runKernel(GELU_GRAD_KERNEL, { dy: dy as tf.Tensor, x: saved[0] }) as tf.Tensor }),
+  });
+}
+
+/**
+ * Registers the native kernels for 'wasm' when the addon is available (after registerWasmTrainingKernels, whose
+ * kernels become the fallbacks). Returns whether the native path is active. Idempotent.
+ */
+export function registerNativeKernels(): boolean {
+  const addon = nativeAddon();
+  if (addon === undefined) return false;
+  for (const name of NATIVE_KERNELS) {
+    const existing = tf.getKernel(name, 'wasm');
+    if (!existing) throw new Error(`native kernels: wasm kernel '${name}' is missing; is @tensorflow/tfjs-backend-wasm loaded?`);
+    if (nativeFuncs.has(existing.kernelFunc)) continue;
+    const fallback = existing.kernelFunc;
+    const compute = COMPUTE[name];
+    const count = calls.get(name)!;
+    const kernelFunc: tf.KernelFunc = (args) => {
+      const out = compute(addon, args as unknown as KernelArgs);
+      if (out !== null) {
+        count.native++;
+        return out;
+      }
+      count.fallback++;
+      return fallback(args);
+    };
+    nativeFuncs.add(kernelFunc);
+    adoptWasmKernel(kernelFunc);
+    fallbacks.set(name, existing);
+    tf.unregisterKernel(name, 'wasm');
+    tf.registerKernel({ ...existing, kernelFunc });
+  }
+  registerGeluKernels(addon);
+  registered = true;
+  return true;
+}
+
+/** Whether registerNativeKernels() has put the native kernels in place. */
+export function nativeKernelsRegistered(): boolean {
+  return registered;
+}
+
+/** The kernel a native kernel falls back to (the stock or composed wasm kernel), for tests and benchmarks. */
+export function nativeFallbackKernel(name: NativeKernelName): tf.KernelConfig | undefined {
+  return fallbacks.get(name);
+}
+
+/** How often each native kernel computed natively or fell back, since the process started. */
+export function nativeKernelCalls(): Record<NativeKernelName, { native: number; fallback: number }> {
+  return Object.fromEntries([...calls].map(([k, v]) => [k, { ...v }])) as Record<NativeKernelName, { native: number; fallback: number }>;
+}
