@@ -91,6 +91,21 @@ function matsCka(as: Mat[], namesA: string[], bs: Mat[], namesB: string[], o: Ac
 const ROWS_RULE = 'examples (same order in both files); trailing dimensions flattened into features';
 
 
+/** The settings block both activation-file results report. */
+function activationSettings(o: ActivationCkaOptions, batchSizes: number[]): ActivationCkaResult['settings'] {
+  return {
+    kernel: o.kernel,
+    threshold: o.threshold,
+    estimator: o.estimator,
+    bootstrap: o.bootstrap,
+    permutation: o.permutation ?? false,
+    seed: o.seed,
+    ...(o.batch !== undefined ? { batch: o.batch } : {}),
+    batchSizes,
+    rows: ROWS_RULE,
+  };
+}
+
 /**
  * CKA between the activation matrices in `fileA` and `fileB` (labelled A and B in errors). One "minibatch" holds
  * every row, so the value equals ckaFromGrams(K, L) and the bootstrap/permutation baselines come with it.
@@ -117,17 +132,7 @@ export function activationFilesCka(fileA: string, fileB: string, o: ActivationCk
     p: X.cols,
     q: Y.cols,
     files: { a: fileA, b: fileB },
-    settings: {
-      kernel: o.kernel,
-      threshold: o.threshold,
-      estimator: o.estimator,
-      bootstrap: o.bootstrap,
-      permutation: o.permutation ?? false,
-      seed: o.seed,
-      ...(o.batch !== undefined ? { batch: o.batch } : {}),
-      batchSizes,
-      rows: ROWS_RULE,
-    },
+    settings: activationSettings(o, batchSizes),
   };
 }
 
@@ -187,16 +192,6 @@ export function activationArchivesCka(fileA: string, fileB: string, o: Activatio
     featuresA: A.mats.map((m) => m.cols),
     featuresB: B.mats.map((m) => m.cols),
     files: { a: fileA, b: fileB },
-    settings: {
-      kernel: o.kernel,
-      threshold: o.threshold,
-      estimator: o.estimator,
-      bootstrap: o.bootstrap,
-      permutation: o.permutation ?? false,
-      seed: o.seed,
-      ...(o.batch !== undefined ? { batch: o.batch } : {}),
-      batchSizes,
-      rows: ROWS_RULE,
-    },
+    settings: activationSettings(o, batchSizes),
   };
 }
