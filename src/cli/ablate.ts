@@ -32,6 +32,7 @@ import { writeFilesAtomic } from '../util/fs';
 import { IRLENS_VERSION } from '../version';
 import { Rng } from '../util/rng';
 import { parseNonNegativeInt, parsePositiveInt, parseSize, startBackend } from './common';
+import { variantsCommand } from './ablate-variants';
 
 interface AblateOptions {
   weights?: string;
@@ -382,6 +383,7 @@ async function runLam(specs: string[], o: AblateOptions, backend?: string): Prom
 
 export function ablateCommand(): Command {
   return new Command('ablate')
+    .addCommand(variantsCommand())
     .description('inference-time ablations (zero/mean/resample/noise/identity per hook point, --heads per head) with PSNR/SSIM drops and bootstrap intervals -> reports/ablate-<model>.{html,json}; or `ablate lam A [B ...] --image F --window x,y,w`')
     .argument('<models...>', 'a model spec (preset, PRESET@weights.pth, irlens .safetensors), or `lam` followed by model specs')
     .option('--weights <file>', 'weights file for the model (default: the spec\'s own, trained weights where irlens ships them)')

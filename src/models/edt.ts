@@ -47,7 +47,7 @@ import { BasicLayer, PatchEmbed, PatchUnEmbed, residualConv, Size } from './bloc
 import { lcm } from '../util/stats';
 import { bilinearResize, Conv2d, ConvTranspose2d, DIV2K_RGB_MEAN, Dropout, GELU, HookPoint, Identity, Lambda, LayerNorm, LeakyReLU, Linear, roll2, swinLinear } from './layers';
 import { PaddingRule, RestorationModel, TaskSpec } from './model';
-import { type Config, registerFamily } from './family';
+import { type Config, registerFamily, type VariantDef, withoutDefaultSwitches } from './family';
 import { shiftedWindowMask, windowPartition, windowReverse } from './blocks/windows';
 import { upsample, upsampleOneStep } from './blocks/upsample';
 import { splitHeads, windowAttention } from './blocks/window-attention';
@@ -74,6 +74,11 @@ export interface EDTConfig {
   MLP_RATIO: number;
   UPSAMPLER: EDTUpsampler;
   RESI_CONNECTION: '1conv' | '3conv';
+  /**
+   * Not an official key (the official blocks always alternate plain and shifted): false makes every block
+   * unshifted, the paper's "w/o shift" ablation of the shifted crossed local attention (Table 2).
+   */
+  SHIFT: boolean;
 }
 
 /**
@@ -96,6 +101,7 @@ export const EDT_DEFAULTS: EDTConfig = {
   MLP_RATIO: 2,
   UPSAMPLER: 'pixelshuffle',
   RESI_CONNECTION: '1conv',
+  SHIFT: true,
 };
 
 const RAIN_TASK: Record<EDTRainLevel, string> = { L: 'dr-light', H: 'dr-heavy' };
@@ -331,7 +337,7 @@ class CSwinTransformerBlock extends Module {
 
 /** EDT's residual_group: alternating plain and shifted crossed-window blocks. */
 function cswinLayer(dim: number, depth: number, heads: number, c: EDTConfig): BasicLayer {
-  return new BasicLayer(Array.from({ length: depth }, (_, i) => new CSwinTransformerBlock(dim, heads, c.WINDOW_SIZE, i % 2 === 1, c.MLP_RATIO)));
+  return new BasicLayer(Array.from({ length: depth }, (_, i) => new CSwinTransformerBlock(dim, heads, c.WINDOW_SIZE, c.SHIFT && i % 2 === 1, c.MLP_RATIO)));
 }
 
 /** Residual group of blocks; unlike SwinIR's RSTB there is no conv and no patch (un)embedding. */
@@ -400,15 +406,17 @@ export class EDT extends RestorationModel {
   constructor(config: EDTConfig) {
     super();
     validateEDTConfig(config);
-    const c: EDTConfig = (this.config = {
+    const c: EDTConfig = {
       ...config,
+      SHIFT: config.SHIFT ?? true,
       SCALES: [...config.SCALES],
       NOISE_LEVELS: [...config.NOISE_LEVELS],
       RAIN_LEVELS: [...config.RAIN_LEVELS],
       WINDOW_SIZE: [config.WINDOW_SIZE[0], config.WINDOW_SIZE[1]],
       DEPTHS: [...config.DEPTHS],
       NUM_HEADS: [...config.NUM_HEADS],
-    });
+    };
+    this.config = withoutDefaultSwitches(c, { SHIFT: true });
     this.inChannels = c.IN_CHANNEL;
     this.outChannels = c.IN_CHANNEL;
     const specs: { task: TaskSpec; suffix: string }[] = [
@@ -569,6 +577,7 @@ export function validateEDTConfig(cfg: Config | EDTConfig): void {
   if (!(typeof c.MLP_RATIO === 'number' && Math.floor(dim * c.MLP_RATIO) >= 1)) fail('MLP_RATIO', 'a positive number');
   if (c.UPSAMPLER !== 'pixelshuffle' && c.UPSAMPLER !== 'pixelshuffledirect') fail('UPSAMPLER', "'pixelshuffle' or 'pixelshuffledirect'");
   if (c.RESI_CONNECTION !== '1conv' && c.RESI_CONNECTION !== '3conv') fail('RESI_CONNECTION', "'1conv' or '3conv'");
+  if (c.SHIFT !== undefined && typeof c.SHIFT !== 'boolean') fail('SHIFT', 'true or false');
   if (c.RESI_CONNECTION === '3conv' && dim < 4) fail('EMBED_DIM', "at least 4 with RESI_CONNECTION '3conv'");
   if (c.UPSAMPLER === 'pixelshuffle')
     for (const s of scales as number[]) if (!((s & (s - 1)) === 0 || s === 3)) fail('SCALES', "2^n or 3 with UPSAMPLER 'pixelshuffle'");
@@ -643,6 +652,34 @@ const PRESETS: { name: string; description: string; config: Config; params?: num
   },
 ];
 
+/**
+ * The paper's ablations (Li et al. 2021, Tables 2-3): window shapes of the shifted crossed local attention
+ * (IMAGE_SIZE, which only shapes the mask buffers, rounded up to the new lcm), shift on/off, model sizes T/S/B
+ * (the configs' NUM_FEAT / DEPTHS / EMBED_DIM / NUM_HEADS / UPSAMPLER). Windows change no parameter (EDT has
+ * no relative position bias); sizes give the official counts of edt-{t,s,b}-sr-x2 on an SR x2 branch.
+ */
+const windowVariant = (wh: number, ww: number): VariantDef => ({
+  description: `crossed windows ${wh}x${ww} (horizontal) and ${ww}x${wh} (vertical)`,
+  config: (b) => {
+    const m = lcm(wh, ww);
+    return { WINDOW_SIZE: [wh, ww], IMAGE_SIZE: Math.ceil((b.IMAGE_SIZE as number) / m) * m };
+  },
+});
+const EDT_VARIANTS: Record<string, VariantDef> = {
+  'window-6x24': windowVariant(6, 24),
+  'window-12x12': windowVariant(12, 12),
+  'window-8x16': windowVariant(8, 16),
+  'window-4x16': windowVariant(4, 16),
+  shifted: { description: 'shifted crossed windows in odd blocks (official)', config: { SHIFT: true } },
+  unshifted: { description: 'no shift: every block uses the plain crossed windows', config: { SHIFT: false } },
+  'size-t': { description: 'EDT-T sizes (NUM_FEAT 8, 4x6 blocks, EMBED_DIM 60, one-step upsampler)', config: { ...T } },
+  'size-s': { description: 'EDT-S sizes (NUM_FEAT 16, 5x6 blocks, EMBED_DIM 120)', config: { ...S, UPSAMPLER: 'pixelshuffle' } },
+  'size-b': {
+    description: 'EDT-B sizes (NUM_FEAT 32, 6x6 blocks, EMBED_DIM 180)',
+    config: { NUM_FEAT: 32, DEPTHS: [6, 6, 6, 6, 6, 6], EMBED_DIM: 180, NUM_HEADS: [6, 6, 6, 6, 6, 6], UPSAMPLER: 'pixelshuffle' },
+  },
+};
+
 const EDT_RAIN: Record<string, string> = { 'dr-light': 'L', 'dr-heavy': 'H' };
 
 /** EDT's branch config for training tasks: one branch per task (sr-x<s>, dn-<sigma>, dr-light/heavy). */
@@ -682,4 +719,5 @@ registerFamily({
   // Windows 4x8 instead of edt-tiny's 6x24: with 6x24 the SR x2/x3/x4 mix needs 288 px patches (lcm of 48, 72
   // and 96), larger than the built-in 256 px images; 4x8 keeps the paper's wide windows at a size that fits.
   study: { tiny: 'edt-tiny', tinyConfig: { WINDOW_SIZE: [4, 8] }, paper: 'edt-b-sr-x2', paperConfig: {}, sr: (s) => `sr-x${s}` },
+  variants: EDT_VARIANTS,
 });

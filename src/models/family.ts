@@ -93,12 +93,41 @@ export interface OfficialWeightsEntry {
   note?: string;
 }
 
+/** What a variant changes in training rather than in the network (Restormer's progressive patches). */
+export interface VariantTraining {
+  /** Progressive patch/batch stages scaled from the family's official schedule (trainer.scaleProgressive). */
+  progressive?: boolean;
+}
+
 /** An ablation variant: a named config change of the family (empty by default). */
 export interface VariantDef {
   description: string;
-  /** Config overrides applied on top of the preset/family config. */
-  config: Config;
+  /**
+   * Config overrides applied on top of the preset/family config being studied; a function of that resolved
+   * config where the change is relative to it (e.g. "4 RSTBs of the preset's width and depth").
+   */
+  config: Config | ((base: Readonly<Config>) => Config);
+  /** A training change (same steps, different patches), when the variant is one. */
+  training?: VariantTraining;
   officialParams?: number;
+}
+
+/**
+ * `config` without the non-official ablation switches that hold their default value: a model's `config` stays
+ * the official constructor's arguments (what checkpoints store and parity tests compare), and a switch appears
+ * only when a variant turned it. Loading fills absent switches from the family defaults.
+ */
+export function withoutDefaultSwitches<T extends object>(config: T, switches: Partial<T>): T {
+  const out = { ...config } as Record<string, unknown>;
+  for (const [k, v] of Object.entries(switches)) if (JSON.stringify(out[k]) === JSON.stringify(v)) delete out[k];
+  return out as T;
+}
+
+/** The config overrides of a family's variant on top of the resolved base config; one-line error for an unknown name. */
+export function variantDelta(family: FamilyDescriptor, name: string, base: Readonly<Config>): Config {
+  const v = family.variants?.[name];
+  if (!v) throw new Error(`--variants: ${family.name} has no variant '${name}' (variants: ${Object.keys(family.variants ?? {}).join(', ') || 'none'})`);
+  return typeof v.config === 'function' ? v.config(base) : { ...v.config };
 }
 
 export interface FamilyDescriptor {

@@ -21,7 +21,7 @@ import * as tf from '@tensorflow/tfjs';
 import { Module, Sequential } from './module';
 import { Conv2d, Lambda, PReLU, ReLU, Sigmoid, bilinearResize } from './layers';
 import { PaddingRule, RestorationModel, TaskSpec } from './model';
-import { type Config, registerFamily, sameSizeOnly } from './family';
+import { type Config, registerFamily, sameSizeOnly, withoutDefaultSwitches } from './family';
 
 export interface MPRNetConfig {
   in_c: number;
@@ -33,6 +33,18 @@ export interface MPRNetConfig {
   kernel_size: number;
   reduction: number;
   bias: boolean;
+  /**
+   * Not official keys (the official MPRNet always has all three stages, both SAMs and CSFF): the paper's
+   * ablation switches (Zamir et al. 2021, Tables 1-2). num_stages keeps the last N stages (1: stage 3 alone on
+   * the full image; 2: stages 2 and 3); the last stage always produces the output.
+   */
+  num_stages: number;
+  /** false: each SAM keeps only its image conv (conv2, the stage's supervised image); features pass on ungated. */
+  sam: boolean;
+  /** false: no cross-stage feature fusion (stage-2 encoder csff convs, ORSNet's up_/conv_enc/dec). */
+  csff: boolean;
+  /** 'encdec': the third stage is an encoder-decoder like stage 2 (stage3_encoder/decoder) instead of ORSNet. */
+  stage3: 'orsnet' | 'encdec';
 }
 
 /** Defaults of MPRNet.__init__ in Deblurring/MPRNet.py. */
@@ -46,7 +58,14 @@ const DEFAULTS: MPRNetConfig = {
   kernel_size: 3,
   reduction: 4,
   bias: false,
+  num_stages: 3,
+  sam: true,
+  csff: true,
+  stage3: 'orsnet',
 };
+
+/** The non-official ablation switches at their defaults (absent from model.config unless turned). */
+const ABLATION_SWITCHES = { num_stages: 3, sam: true, csff: true, stage3: 'orsnet' as const };
 
 /** The images SAM predicts always have 3 channels (conv2/conv3 are hard-coded to 3 in the official code). */
 const SAM_IMAGE_CHANNELS = 3;
@@ -98,20 +117,22 @@ class CAB extends Module {
 
 /** Supervised attention module; returns [features for the next stage, this stage's image]. */
 class SAM extends Module {
-  readonly conv1: Conv2d;
+  readonly conv1?: Conv2d;
   readonly conv2: Conv2d;
-  readonly conv3: Conv2d;
-  constructor(nFeat: number, k: number, bias: boolean) {
+  readonly conv3?: Conv2d;
+  /** attention false (config sam false): only the image conv; the features pass on unchanged. */
+  constructor(nFeat: number, k: number, bias: boolean, attention = true) {
     super();
-    this.conv1 = this.child('conv1', conv(nFeat, nFeat, k, bias));
+    if (attention) this.conv1 = this.child('conv1', conv(nFeat, nFeat, k, bias));
     this.conv2 = this.child('conv2', conv(nFeat, SAM_IMAGE_CHANNELS, k, bias));
-    this.conv3 = this.child('conv3', conv(SAM_IMAGE_CHANNELS, nFeat, k, bias));
+    if (attention) this.conv3 = this.child('conv3', conv(SAM_IMAGE_CHANNELS, nFeat, k, bias));
   }
   forward(x: tf.Tensor4D, xImg: tf.Tensor4D): tf.Tensor4D[] {
     return tf.tidy(() => {
-      const x1 = this.conv1.call<tf.Tensor4D>(x);
       // Broadcasts over channels when the input image is gray, as the official `+` does.
       const img = tf.add(this.conv2.call<tf.Tensor4D>(x), xImg) as tf.Tensor4D;
+      if (!this.conv1 || !this.conv3) return [tf.clone(x), img];
+      const x1 = this.conv1.call<tf.Tensor4D>(x);
       const gate = tf.sigmoid(this.conv3.call<tf.Tensor4D>(img));
       return [tf.add(tf.mul(x1, gate), x) as tf.Tensor4D, img];
     });
@@ -244,17 +265,19 @@ class ORB extends Module {
 class ORSNet extends Module {
   readonly orbs: ORB[];
   /** up_enc1, up_dec1 (x2) and up_enc2, up_dec2 (nn.Sequential of two UpSamples, x4) lift level-2/3 features. */
-  readonly upEnc: Module[];
-  readonly upDec: Module[];
-  readonly convEnc: Conv2d[];
-  readonly convDec: Conv2d[];
+  readonly upEnc: Module[] = [];
+  readonly upDec: Module[] = [];
+  readonly convEnc: Conv2d[] = [];
+  readonly convDec: Conv2d[] = [];
 
-  constructor(c: MPRNetConfig, act: PReLU) {
+  /** csff false: the ORBs alone (no stage-2 features fused). */
+  constructor(c: MPRNetConfig, act: PReLU, csff = true) {
     super();
     const n = c.n_feat;
     const s = c.scale_unetfeats;
     const width = n + c.scale_orsnetfeats;
     this.orbs = [1, 2, 3].map((i) => this.child(`orb${i}`, new ORB(width, c, act)));
+    if (!csff) return;
     const up1 = this.child('up_enc1', new UpSample(n, s));
     const dn1 = this.child('up_dec1', new UpSample(n, s));
     const up2 = this.child('up_enc2', new Sequential([new UpSample(n + s, s), new UpSample(n, s)]));
@@ -265,11 +288,12 @@ class ORSNet extends Module {
     this.convDec = [1, 2, 3].map((i) => this.child(`conv_dec${i}`, conv(n, width, 1, c.bias)));
   }
 
-  forward(x: tf.Tensor4D, encOuts: tf.Tensor4D[], decOuts: tf.Tensor4D[]): tf.Tensor4D {
+  forward(x: tf.Tensor4D, encOuts?: tf.Tensor4D[], decOuts?: tf.Tensor4D[]): tf.Tensor4D {
     return tf.tidy(() => {
       let h = x;
       for (let i = 0; i < 3; i++) {
         h = this.orbs[i].call<tf.Tensor4D>(h);
+        if (this.convEnc.length === 0 || !encOuts || !decOuts) continue;
         const e = i === 0 ? encOuts[0] : this.upEnc[i - 1].call<tf.Tensor4D>(encOuts[i]);
         const d = i === 0 ? decOuts[0] : this.upDec[i - 1].call<tf.Tensor4D>(decOuts[i]);
         h = tf.addN([h, this.convEnc[i].call<tf.Tensor4D>(e), this.convDec[i].call<tf.Tensor4D>(d)]);
@@ -301,46 +325,62 @@ export class MPRNet extends RestorationModel {
   /** The single nn.PReLU shared by every CAB (one parameter under many state_dict keys). */
   readonly act: PReLU;
 
-  readonly shallow_feat1: Sequential;
-  readonly shallow_feat2: Sequential;
+  // Optional members exist only with the ablation switches off their defaults (num_stages, sam, csff, stage3).
+  readonly shallow_feat1?: Sequential;
+  readonly shallow_feat2?: Sequential;
   readonly shallow_feat3: Sequential;
-  readonly stage1_encoder: Encoder;
-  readonly stage1_decoder: Decoder;
-  readonly stage2_encoder: Encoder;
-  readonly stage2_decoder: Decoder;
-  readonly stage3_orsnet: ORSNet;
-  readonly sam12: SAM;
-  readonly sam23: SAM;
-  readonly concat12: Conv2d;
+  readonly stage1_encoder?: Encoder;
+  readonly stage1_decoder?: Decoder;
+  readonly stage2_encoder?: Encoder;
+  readonly stage2_decoder?: Decoder;
+  readonly stage3_orsnet?: ORSNet;
+  readonly stage3_encoder?: Encoder;
+  readonly stage3_decoder?: Decoder;
+  readonly sam12?: SAM;
+  readonly sam23?: SAM;
+  readonly concat12?: Conv2d;
   readonly concat23: Conv2d;
   readonly tail: Conv2d;
 
   constructor(config: Readonly<Config>) {
     super();
-    const c = config as unknown as MPRNetConfig;
-    this.config = c;
+    const c = { ...ABLATION_SWITCHES, ...(config as unknown as MPRNetConfig) };
+    this.config = withoutDefaultSwitches(c, ABLATION_SWITCHES);
     this.inChannels = c.in_c;
     // stage3_img + input broadcasts over channels when one side is single-channel.
     this.outChannels = Math.max(c.in_c, c.out_c);
     const n = c.n_feat;
     const k = c.kernel_size;
+    const has1 = c.num_stages >= 3;
+    const has2 = c.num_stages >= 2;
+    const encdec = c.stage3 === 'encdec';
+    // Width of the last stage: ORSNet runs at n + scale_orsnetfeats, an encoder-decoder at n.
+    const width3 = encdec ? n : n + c.scale_orsnetfeats;
     // Created here, first registered (hence named) as shallow_feat1.1.body.1, like named_modules().
     this.act = new PReLU();
     const shallow = () => new Sequential([conv(c.in_c, n, k, c.bias), new CAB(n, k, c.reduction, c.bias, this.act)]);
-    this.shallow_feat1 = this.child('shallow_feat1', shallow());
-    this.shallow_feat2 = this.child('shallow_feat2', shallow());
+    if (has1) this.shallow_feat1 = this.child('shallow_feat1', shallow());
+    if (has2) this.shallow_feat2 = this.child('shallow_feat2', shallow());
     this.shallow_feat3 = this.child('shallow_feat3', shallow());
-    this.stage1_encoder = this.child('stage1_encoder', new Encoder(c, this.act, false));
-    this.stage1_decoder = this.child('stage1_decoder', new Decoder(c, this.act));
-    this.stage2_encoder = this.child('stage2_encoder', new Encoder(c, this.act, true));
-    this.stage2_decoder = this.child('stage2_decoder', new Decoder(c, this.act));
-    this.stage3_orsnet = this.child('stage3_orsnet', new ORSNet(c, this.act));
+    if (has1) {
+      this.stage1_encoder = this.child('stage1_encoder', new Encoder(c, this.act, false));
+      this.stage1_decoder = this.child('stage1_decoder', new Decoder(c, this.act));
+    }
+    if (has2) {
+      this.stage2_encoder = this.child('stage2_encoder', new Encoder(c, this.act, c.csff && has1));
+      this.stage2_decoder = this.child('stage2_decoder', new Decoder(c, this.act));
+    }
+    if (encdec) {
+      this.stage3_encoder = this.child('stage3_encoder', new Encoder(c, this.act, c.csff && has2));
+      this.stage3_decoder = this.child('stage3_decoder', new Decoder(c, this.act));
+    } else this.stage3_orsnet = this.child('stage3_orsnet', new ORSNet(c, this.act, c.csff && has2));
     // SAMs use 1x1 convs whatever kernel_size is (official).
-    this.sam12 = this.child('sam12', new SAM(n, 1, c.bias));
-    this.sam23 = this.child('sam23', new SAM(n, 1, c.bias));
-    this.concat12 = this.child('concat12', conv(2 * n, n, k, c.bias));
-    this.concat23 = this.child('concat23', conv(2 * n, n + c.scale_orsnetfeats, k, c.bias));
-    this.tail = this.child('tail', conv(n + c.scale_orsnetfeats, c.out_c, k, c.bias));
+    if (has1) this.sam12 = this.child('sam12', new SAM(n, 1, c.bias, c.sam));
+    if (has2) this.sam23 = this.child('sam23', new SAM(n, 1, c.bias, c.sam));
+    if (has1) this.concat12 = this.child('concat12', conv(2 * n, n, k, c.bias));
+    // Without stage 2 there are no SAM features to concatenate: concat23 maps shallow_feat3 alone.
+    this.concat23 = this.child('concat23', conv(has2 ? 2 * n : n, width3, k, c.bias));
+    this.tail = this.child('tail', conv(width3, c.out_c, k, c.bias));
   }
 
   tasks(): TaskSpec[] {
@@ -353,8 +393,11 @@ export class MPRNet extends RestorationModel {
     return tf.tidy(() => this.forwardStages(x, task)[0]);
   }
 
-  /** The official forward's outputs in its order: [stage3_img + input, stage2_img, stage1_img]. */
-  forwardStages(x: tf.Tensor4D, task?: string): [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D] {
+  /**
+   * The official forward's outputs in its order: [stage3_img + input, stage2_img, stage1_img] (fewer with
+   * num_stages < 3: the images of the stages that exist, last stage first).
+   */
+  forwardStages(x: tf.Tensor4D, task?: string): tf.Tensor4D[] {
     this.task(task);
     const [, H, W, C] = x.shape;
     if (C !== this.inChannels) throw new Error(`MPRNet forward: expected ${this.inChannels} input channels, got ${C}`);
@@ -365,34 +408,53 @@ export class MPRNet extends RestorationModel {
       const h2 = Math.floor(H / 2);
       const w2 = Math.floor(W / 2);
       const halves = [tf.slice(x, [0, 0, 0, 0], [-1, h2, -1, -1]), tf.slice(x, [0, h2, 0, 0], [-1, H - h2, -1, -1])];
-      const quarters = halves.map((t) => [tf.slice(t, [0, 0, 0, 0], [-1, -1, w2, -1]), tf.slice(t, [0, 0, w2, 0], [-1, -1, W - w2, -1])]);
+      const images: tf.Tensor4D[] = [];
 
       // Stage 1: four quadrants through the encoder, left/right features joined along W, decoder per half.
-      const feat1 = quarters.map(([left, right]) => {
-        const l = this.stage1_encoder.call<tf.Tensor4D[]>(this.shallow_feat1.call<tf.Tensor4D>(left));
-        const r = this.stage1_encoder.call<tf.Tensor4D[]>(this.shallow_feat1.call<tf.Tensor4D>(right));
-        return l.map((t, i) => tf.concat([t, r[i]], 2));
-      });
-      const res1 = feat1.map((f) => this.stage1_decoder.call<tf.Tensor4D[]>(f));
-      const sam1 = res1.map((r, i) => this.sam12.call<tf.Tensor4D[]>(r[0], halves[i]));
-      const stage1Img = tf.concat([sam1[0][1], sam1[1][1]], 1);
+      let stage1: { feat: tf.Tensor4D[][]; res: tf.Tensor4D[][]; sam: tf.Tensor4D[][] } | undefined;
+      if (this.stage1_encoder) {
+        const quarters = halves.map((t) => [tf.slice(t, [0, 0, 0, 0], [-1, -1, w2, -1]), tf.slice(t, [0, 0, w2, 0], [-1, -1, W - w2, -1])]);
+        const feat = quarters.map(([left, right]) => {
+          const l = this.stage1_encoder!.call<tf.Tensor4D[]>(this.shallow_feat1!.call<tf.Tensor4D>(left));
+          const r = this.stage1_encoder!.call<tf.Tensor4D[]>(this.shallow_feat1!.call<tf.Tensor4D>(right));
+          return l.map((t, i) => tf.concat([t, r[i]], 2));
+        });
+        const res = feat.map((f) => this.stage1_decoder!.call<tf.Tensor4D[]>(f));
+        const sam = res.map((r, i) => this.sam12!.call<tf.Tensor4D[]>(r[0], halves[i]));
+        images.push(tf.concat([sam[0][1], sam[1][1]], 1));
+        stage1 = { feat, res, sam };
+      }
 
       // Stage 2: two halves, fused with stage-1 encoder/decoder features, joined along H before the decoder.
-      const feat2Halves = halves.map((half, i) => {
-        const shallowFeat = this.shallow_feat2.call<tf.Tensor4D>(half);
-        const fused = this.concat12.call<tf.Tensor4D>(tf.concat([shallowFeat, sam1[i][0]], 3));
-        return this.stage2_encoder.call<tf.Tensor4D[]>(fused, feat1[i], res1[i]);
-      });
-      const feat2 = feat2Halves[0].map((t, i) => tf.concat([t, feat2Halves[1][i]], 1));
-      const res2 = this.stage2_decoder.call<tf.Tensor4D[]>(feat2);
-      const [x3SamFeats, stage2Img] = this.sam23.call<tf.Tensor4D[]>(res2[0], x);
+      let stage2: { feat: tf.Tensor4D[]; res: tf.Tensor4D[]; samFeats: tf.Tensor4D } | undefined;
+      if (this.stage2_encoder) {
+        const feat2Halves = halves.map((half, i) => {
+          const shallowFeat = this.shallow_feat2!.call<tf.Tensor4D>(half);
+          if (!stage1) return this.stage2_encoder!.call<tf.Tensor4D[]>(shallowFeat);
+          const fused = this.concat12!.call<tf.Tensor4D>(tf.concat([shallowFeat, stage1.sam[i][0]], 3));
+          const csff = this.stage2_encoder!.csffEnc.length > 0;
+          return csff ? this.stage2_encoder!.call<tf.Tensor4D[]>(fused, stage1.feat[i], stage1.res[i]) : this.stage2_encoder!.call<tf.Tensor4D[]>(fused);
+        });
+        const feat = feat2Halves[0].map((t, i) => tf.concat([t, feat2Halves[1][i]], 1));
+        const res = this.stage2_decoder!.call<tf.Tensor4D[]>(feat);
+        const [samFeats, stage2Img] = this.sam23!.call<tf.Tensor4D[]>(res[0], x);
+        images.push(stage2Img);
+        stage2 = { feat, res, samFeats };
+      }
 
       // Stage 3: full resolution.
       const x3 = this.shallow_feat3.call<tf.Tensor4D>(x);
-      const x3Cat = this.concat23.call<tf.Tensor4D>(tf.concat([x3, x3SamFeats], 3));
-      const orsOut = this.stage3_orsnet.call<tf.Tensor4D>(x3Cat, feat2, res2);
-      const stage3Img = tf.add(this.tail.call<tf.Tensor4D>(orsOut), x) as tf.Tensor4D;
-      return [stage3Img, stage2Img, stage1Img] as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D];
+      const x3Cat = this.concat23.call<tf.Tensor4D>(stage2 ? tf.concat([x3, stage2.samFeats], 3) : x3);
+      let out3: tf.Tensor4D;
+      if (this.stage3_orsnet) out3 = this.stage3_orsnet.call<tf.Tensor4D>(x3Cat, stage2?.feat, stage2?.res);
+      else {
+        const enc = this.stage3_encoder!;
+        const fuse = stage2 && enc.csffEnc.length > 0;
+        const encOuts = fuse ? enc.call<tf.Tensor4D[]>(x3Cat, stage2!.feat, stage2!.res) : enc.call<tf.Tensor4D[]>(x3Cat);
+        out3 = this.stage3_decoder!.call<tf.Tensor4D[]>(encOuts)[0];
+      }
+      const stage3Img = tf.add(this.tail.call<tf.Tensor4D>(out3), x) as tf.Tensor4D;
+      return [stage3Img, ...images.reverse()];
     });
   }
 
@@ -423,6 +485,10 @@ function validate(c: Config): void {
   if ((c.n_feat as number) < (c.reduction as number))
     throw new Error(`config: mprnet reduction ${String(c.reduction)} exceeds n_feat ${String(c.n_feat)} (CALayer would have 0 channels)`);
   if (typeof c.bias !== 'boolean') throw new Error(`config: mprnet bias must be true or false, got ${String(c.bias)}`);
+  if (![1, 2, 3].includes(c.num_stages as number)) throw new Error(`config: mprnet num_stages must be 1, 2 or 3, got ${String(c.num_stages)}`);
+  for (const k of ['sam', 'csff'])
+    if (typeof c[k] !== 'boolean') throw new Error(`config: mprnet ${k} must be true or false, got ${String(c[k])}`);
+  if (c.stage3 !== 'orsnet' && c.stage3 !== 'encdec') throw new Error(`config: mprnet stage3 must be 'orsnet' or 'encdec', got ${String(c.stage3)}`);
 }
 
 // MPRNet's per-task parts: shallow_feat1..3 (conv + CAB: the per-stage image-to-feature heads), tail, and the
@@ -466,4 +532,16 @@ registerFamily({
   // The official training loss: Charbonnier + 0.05 edge loss on every stage output.
   training: { loss: 'mprnet' },
   study: { tiny: 'mprnet-tiny', tinyConfig: {}, paper: 'mprnet-denoise', paperConfig: {}, sr: (s) => `sr-up-x${s}` },
+  // The paper's ablations (Zamir et al. 2021, Tables 1-2); none is an official switch (see MPRNetConfig).
+  variants: {
+    'stages-1': { description: 'one stage: the last stage (ORSNet) alone on the full image', config: { num_stages: 1 } },
+    'stages-2': { description: 'two stages: stage 2 on the halves, then the last stage', config: { num_stages: 2 } },
+    'stages-3': { description: 'three stages (official)', config: { num_stages: 3 } },
+    'sam-on': { description: 'supervised attention modules between stages (official)', config: { sam: true } },
+    'sam-off': { description: 'no SAM gating: features pass on as they are, each stage image from one conv', config: { sam: false } },
+    'csff-on': { description: 'cross-stage feature fusion (official)', config: { csff: true } },
+    'csff-off': { description: 'no cross-stage feature fusion', config: { csff: false } },
+    orsnet: { description: 'ORSNet (original-resolution subnetwork) as the last stage (official)', config: { stage3: 'orsnet' } },
+    'encdec-stage3': { description: 'an encoder-decoder (like stage 2) as the last stage, at full resolution', config: { stage3: 'encdec' } },
+  },
 });

@@ -15,9 +15,11 @@ import * as tf from '@tensorflow/tfjs';
 import { Module, Sequential } from './module';
 import { Conv2d, gelu, HookPoint, LayerNorm, PixelShuffle, PixelUnshuffle } from './layers';
 import { PaddingRule, RestorationModel, TaskSpec } from './model';
-import { type Config, registerFamily, sameSizeOnly } from './family';
+import { type Config, registerFamily, sameSizeOnly, withoutDefaultSwitches } from './family';
 
 export type RestormerLayerNormType = 'WithBias' | 'BiasFree';
+/** Feed-forward kinds of the paper's ablation (Table 5): gating and depthwise conv on/off. */
+export type RestormerFfnType = 'GDFN' | 'FN' | 'DFN' | 'GFN';
 
 /** The official constructor arguments (Restormer.__init__), with the official defaults below. */
 export interface RestormerConfig {
@@ -31,6 +33,17 @@ export interface RestormerConfig {
   bias: boolean;
   LayerNorm_type: RestormerLayerNormType;
   dual_pixel_task: boolean;
+  /**
+   * Not an official key (the official code always has qkv_dwconv; the paper's MTA ablation removes it): false
+   * gives multi-head transposed attention with plain 1x1 q, k, v projections.
+   */
+  attn_dwconv: boolean;
+  /**
+   * Not an official key (the official FeedForward is always GDFN): the paper's feed-forward ablation.
+   * FN = 1x1 in (dim -> hidden), GELU, 1x1 out; DFN = FN with a depthwise 3x3 after project_in; GFN = GDFN
+   * without the depthwise conv (gelu(first half) * second half); hidden = int(dim * ffn_expansion_factor) in all.
+   */
+  ffn_type: RestormerFfnType;
 }
 
 export const RESTORMER_DEFAULTS: RestormerConfig = {
@@ -44,7 +57,12 @@ export const RESTORMER_DEFAULTS: RestormerConfig = {
   bias: false,
   LayerNorm_type: 'WithBias',
   dual_pixel_task: false,
+  attn_dwconv: true,
+  ffn_type: 'GDFN',
 };
+
+/** The non-official ablation switches at their defaults (absent from model.config unless turned). */
+const ABLATION_SWITCHES: Partial<RestormerConfig> = { attn_dwconv: true, ffn_type: 'GDFN' };
 
 const NORM_EPS = 1e-5;
 
@@ -80,23 +98,32 @@ export class RestormerLayerNorm extends Module {
   }
 }
 
-/** Gated-Dconv Feed-Forward Network: project_in -> depthwise 3x3 -> gelu(first half) * second half -> project_out. */
+/**
+ * Gated-Dconv Feed-Forward Network: project_in -> depthwise 3x3 -> gelu(first half) * second half -> project_out.
+ * The ablation kinds (ffn_type) keep the module names: FN and DFN project to `hidden` channels and apply GELU;
+ * GFN and FN have no dwconv.
+ */
 export class FeedForward extends Module {
   readonly hidden: number;
   readonly project_in: Conv2d;
-  readonly dwconv: Conv2d;
+  readonly dwconv?: Conv2d;
   readonly project_out: Conv2d;
-  constructor(dim: number, expansion: number, bias: boolean) {
+  readonly gated: boolean;
+  constructor(dim: number, expansion: number, bias: boolean, type: RestormerFfnType = 'GDFN') {
     super();
     this.hidden = Math.trunc(dim * expansion); // Python int(dim*ffn_expansion_factor)
-    const h2 = 2 * this.hidden;
-    this.project_in = this.child('project_in', new Conv2d(dim, h2, 1, { bias }));
-    this.dwconv = this.child('dwconv', new Conv2d(h2, h2, 3, { groups: h2, bias }));
+    this.gated = type === 'GDFN' || type === 'GFN';
+    const inner = this.gated ? 2 * this.hidden : this.hidden;
+    this.project_in = this.child('project_in', new Conv2d(dim, inner, 1, { bias }));
+    if (type === 'GDFN' || type === 'DFN') this.dwconv = this.child('dwconv', new Conv2d(inner, inner, 3, { groups: inner, bias }));
     this.project_out = this.child('project_out', new Conv2d(this.hidden, dim, 1, { bias }));
   }
   forward(x: tf.Tensor4D): tf.Tensor4D {
     return tf.tidy(() => {
-      const [gate, value] = tf.split(this.dwconv.call<tf.Tensor4D>(this.project_in.call<tf.Tensor4D>(x)), 2, -1);
+      let h = this.project_in.call<tf.Tensor4D>(x);
+      if (this.dwconv) h = this.dwconv.call<tf.Tensor4D>(h);
+      if (!this.gated) return this.project_out.call<tf.Tensor4D>(gelu(h) as tf.Tensor4D);
+      const [gate, value] = tf.split(h, 2, -1);
       return this.project_out.call<tf.Tensor4D>(tf.mul(gelu(gate), value) as tf.Tensor4D);
     });
   }
@@ -117,7 +144,7 @@ export class FeedForward extends Module {
 export class Attention extends Module {
   readonly temperature: tf.Variable;
   readonly qkv: Conv2d;
-  readonly qkv_dwconv: Conv2d;
+  readonly qkv_dwconv?: Conv2d;
   readonly project_out: Conv2d;
   readonly attn_map: HookPoint;
   readonly heads: HookPoint;
@@ -125,11 +152,13 @@ export class Attention extends Module {
     readonly dim: number,
     readonly numHeads: number,
     bias: boolean,
+    dwconv = true,
   ) {
     super();
     this.temperature = this.param('temperature', [numHeads, 1, 1], { kind: 'constant', value: 1 });
     this.qkv = this.child('qkv', new Conv2d(dim, 3 * dim, 1, { bias }));
-    this.qkv_dwconv = this.child('qkv_dwconv', new Conv2d(3 * dim, 3 * dim, 3, { groups: 3 * dim, bias }));
+    // attn_dwconv false (MTA, the paper's ablation): q, k, v straight from the 1x1 projection.
+    if (dwconv) this.qkv_dwconv = this.child('qkv_dwconv', new Conv2d(3 * dim, 3 * dim, 3, { groups: 3 * dim, bias }));
     this.project_out = this.child('project_out', new Conv2d(dim, dim, 1, { bias }));
     this.attn_map = this.child('attn_map', new HookPoint('channel attention probabilities [B, heads, C/heads, C/heads]'));
     this.heads = this.child('heads', new HookPoint('per-head output attn @ v before project_out [B, heads, C/heads, H*W]'));
@@ -147,7 +176,8 @@ export class Attention extends Module {
         heads === 1
           ? tf.reshape(t, [b, hw, ch])
           : tf.reshape(tf.transpose(tf.reshape(t, [b, hw, heads, ch]), [0, 2, 1, 3]), [bh, hw, ch]);
-      const qkv = this.qkv_dwconv.call<tf.Tensor4D>(this.qkv.call<tf.Tensor4D>(x));
+      const projected = this.qkv.call<tf.Tensor4D>(x);
+      const qkv = this.qkv_dwconv ? this.qkv_dwconv.call<tf.Tensor4D>(projected) : projected;
       const [q, k, v] = tf.split(qkv, 3, -1).map(splitHeads);
       // normalize(q) normalize(k)^T computed as (q^T k) scaled by 1/||q_i|| (rows) and 1/||k_j|| (columns): the
       // same numbers up to float rounding, without dividing the full-size q and k. Token sums as a matmul with
@@ -175,12 +205,12 @@ export class TransformerBlock extends Module {
   readonly attn: Attention;
   readonly norm2: RestormerLayerNorm;
   readonly ffn: FeedForward;
-  constructor(dim: number, heads: number, expansion: number, bias: boolean, norm: RestormerLayerNormType) {
+  constructor(dim: number, heads: number, expansion: number, bias: boolean, norm: RestormerLayerNormType, attnDwconv = true, ffnType: RestormerFfnType = 'GDFN') {
     super();
     this.norm1 = this.child('norm1', new RestormerLayerNorm(dim, norm));
-    this.attn = this.child('attn', new Attention(dim, heads, bias));
+    this.attn = this.child('attn', new Attention(dim, heads, bias, attnDwconv));
     this.norm2 = this.child('norm2', new RestormerLayerNorm(dim, norm));
-    this.ffn = this.child('ffn', new FeedForward(dim, expansion, bias));
+    this.ffn = this.child('ffn', new FeedForward(dim, expansion, bias, ffnType));
   }
   forward(x: tf.Tensor4D): tf.Tensor4D {
     return tf.tidy(() => {
@@ -246,7 +276,7 @@ function configTasks(c: RestormerConfig): string[] {
 }
 
 const stage = (n: number, dim: number, heads: number, c: RestormerConfig) =>
-  new Sequential(Array.from({ length: n }, () => new TransformerBlock(dim, heads, c.ffn_expansion_factor, c.bias, c.LayerNorm_type)));
+  new Sequential(Array.from({ length: n }, () => new TransformerBlock(dim, heads, c.ffn_expansion_factor, c.bias, c.LayerNorm_type, c.attn_dwconv, c.ffn_type)));
 
 export class Restormer extends RestorationModel {
   readonly family = 'restormer';
@@ -276,8 +306,8 @@ export class Restormer extends RestorationModel {
 
   constructor(config: Readonly<Config>) {
     super();
-    const c = config as unknown as RestormerConfig;
-    this.config = c;
+    const c = { ...ABLATION_SWITCHES, ...(config as unknown as RestormerConfig) };
+    this.config = withoutDefaultSwitches(c, ABLATION_SWITCHES);
     this.inChannels = c.inp_channels;
     this.outChannels = c.out_channels;
     const d = c.dim;
@@ -379,6 +409,8 @@ function validate(c: Config): void {
   if (typeof c.bias !== 'boolean') throw bad('bias', 'true or false');
   if (typeof c.dual_pixel_task !== 'boolean') throw bad('dual_pixel_task', 'true or false');
   if (c.LayerNorm_type !== 'WithBias' && c.LayerNorm_type !== 'BiasFree') throw bad('LayerNorm_type', "'WithBias' or 'BiasFree'");
+  if (typeof c.attn_dwconv !== 'boolean') throw bad('attn_dwconv', 'true or false');
+  if (!['GDFN', 'FN', 'DFN', 'GFN'].includes(c.ffn_type as string)) throw bad('ffn_type', "'GDFN', 'FN', 'DFN' or 'GFN'");
   const d = c.dim as number;
   const heads = c.heads as number[];
   // Every stage that uses heads[i], with its width: level 1 also runs at 2*dim (decoder_level1, refinement).
@@ -451,4 +483,22 @@ registerFamily({
   // patch_embed (3x3 conv image -> features) and output (3x3 conv features -> image) are the per-task parts.
   tasks: { headPrefixes: () => ['patch_embed', 'output'], configFor: sameSizeOnly('restormer') },
   study: { tiny: 'restormer-tiny', tinyConfig: {}, paper: 'restormer', paperConfig: {}, sr: (s) => `sr-up-x${s}` },
+  // The paper's ablations (Zamir et al. 2022, Tables 5-8). Counts for restormer (the full model) are in
+  // test/models/variants.test.ts; only num_refinement_blocks is an official switch.
+  variants: {
+    mdta: { description: 'MDTA: depthwise 3x3 conv on q, k, v (the official attention)', config: { attn_dwconv: true } },
+    mta: { description: 'MTA: transposed attention without the depthwise conv on q, k, v', config: { attn_dwconv: false } },
+    gdfn: { description: 'GDFN: gated depthwise-conv feed-forward (official)', config: { ffn_type: 'GDFN' } },
+    fn: { description: 'FN: plain 1x1-GELU-1x1 feed-forward', config: { ffn_type: 'FN' } },
+    dfn: { description: 'DFN: feed-forward with a depthwise 3x3, no gate', config: { ffn_type: 'DFN' } },
+    gfn: { description: 'GFN: gated feed-forward without the depthwise conv', config: { ffn_type: 'GFN' } },
+    'refine-4': { description: '4 refinement blocks (official)', config: { num_refinement_blocks: 4 } },
+    'refine-0': { description: 'no refinement stage', config: { num_refinement_blocks: 0 } },
+    'fixed-patch': { description: 'fixed training patch (same steps, batch and patch throughout)', config: {}, training: { progressive: false } },
+    progressive: {
+      description: "progressive patches: the official 6-stage schedule (patch x1..x3, batch x1..x1/8) scaled to the run's steps",
+      config: {},
+      training: { progressive: true },
+    },
+  },
 });

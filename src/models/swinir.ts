@@ -26,7 +26,7 @@ import { Module, ModuleList, Sequential } from './module';
 import { BasicLayer, PatchEmbed, PatchUnEmbed, residualConv, Size } from './blocks/swin';
 import { Conv2d, DIV2K_RGB_MEAN, Dropout, GELU, HookPoint, Lambda, LayerNorm, LeakyReLU, Linear, nearestUpsample, roll2, swinLinear, TRUNC_NORMAL_02 } from './layers';
 import { padBottomRight, PaddingRule, RestorationModel, TaskSpec } from './model';
-import { type Config, type FamilyPreset, registerFamily } from './family';
+import { type Config, type FamilyPreset, registerFamily, withoutDefaultSwitches } from './family';
 import { shiftedWindowMask, windowPartition, windowReverse } from './blocks/windows';
 import { upsample, upsampleOneStep } from './blocks/upsample';
 import { splitHeads, windowAttention } from './blocks/window-attention';
@@ -55,6 +55,11 @@ export interface SwinIRConfig {
   img_range: number;
   upsampler: SwinIRUpsampler;
   resi_connection: '1conv' | '3conv';
+  /**
+   * Not an official key (every official RSTB adds its input back): false removes the residual connection of
+   * each RSTB (the paper's "no residual" RSTB ablation, Table 2); the conv stays.
+   */
+  rstb_residual: boolean;
 }
 
 /** Official defaults of SwinIR.__init__. */
@@ -79,6 +84,7 @@ export const SWINIR_DEFAULTS: SwinIRConfig = {
   img_range: 1,
   upsampler: '',
   resi_connection: '1conv',
+  rstb_residual: true,
 };
 
 /** conv_before_upsample width of the official code (num_feat). */
@@ -254,8 +260,10 @@ class RSTB extends Module {
   readonly conv: Module;
   readonly patch_embed: PatchEmbed;
   readonly patch_unembed: PatchUnEmbed;
+  readonly residual: boolean;
   constructor(dim: number, inputResolution: Size, depth: number, heads: number, c: SwinIRConfig) {
     super();
+    this.residual = c.rstb_residual;
     this.residual_group = this.child('residual_group', swinLayer(dim, inputResolution, depth, heads, c));
     this.conv = this.child('conv', residualConv(dim, c.resi_connection));
     this.patch_embed = this.child('patch_embed', new PatchEmbed(dim, false));
@@ -264,7 +272,8 @@ class RSTB extends Module {
   forward(x: tf.Tensor3D, size: Size): tf.Tensor3D {
     return tf.tidy(() => {
       const body = this.patch_unembed.call<tf.Tensor4D>(this.residual_group.call<tf.Tensor3D>(x, size), size);
-      return tf.add(this.patch_embed.call<tf.Tensor3D>(this.conv.call<tf.Tensor4D>(body)), x);
+      const out = this.patch_embed.call<tf.Tensor3D>(this.conv.call<tf.Tensor4D>(body));
+      return this.residual ? tf.add(out, x) : out;
     });
   }
 }
@@ -300,7 +309,8 @@ export class SwinIR extends RestorationModel {
   constructor(config: SwinIRConfig) {
     super();
     validateSwinIRConfig(config);
-    const c = (this.config = { ...config, depths: [...config.depths], num_heads: [...config.num_heads] });
+    const c: SwinIRConfig = { ...config, rstb_residual: config.rstb_residual ?? true, depths: [...config.depths], num_heads: [...config.num_heads] };
+    this.config = withoutDefaultSwitches(c, { rstb_residual: true });
     this.inChannels = c.in_chans;
     this.outChannels = c.in_chans;
     const dim = c.embed_dim;
@@ -468,6 +478,7 @@ export function validateSwinIRConfig(cfg: Config | SwinIRConfig): void {
   if (!(typeof c.img_range === 'number' && c.img_range > 0)) fail('img_range', 'a positive number (1 or 255)');
   if (!UPSAMPLERS.includes(c.upsampler as SwinIRUpsampler)) fail('upsampler', UPSAMPLERS.map((u) => `'${u}'`).join(', '));
   if (c.resi_connection !== '1conv' && c.resi_connection !== '3conv') fail('resi_connection', "'1conv' or '3conv'");
+  if (c.rstb_residual !== undefined && typeof c.rstb_residual !== 'boolean') fail('rstb_residual', 'true or false');
   if (c.resi_connection === '3conv' && (c.embed_dim as number) < 4) fail('embed_dim', 'at least 4 with 3conv');
   const up = c.upscale as number;
   if (c.upsampler === 'pixelshuffle' && !((up & (up - 1)) === 0 || up === 3)) fail('upscale', "2^n or 3 with upsampler 'pixelshuffle'");
@@ -564,4 +575,29 @@ registerFamily({
     },
   },
   study: { tiny: 'swinir-tiny', tinyConfig: {}, paper: 'swinir-sr-x2', paperConfig: {}, sr: (s) => `sr-x${s}` },
+  // The paper's ablations (Liang et al. 2021, Fig. 3 and Table 2): RSTB design, number of RSTBs and of layers
+  // per RSTB (relative to the studied preset's width and heads), window size. resi_connection, depths,
+  // num_heads and window_size are official switches; rstb_residual is not.
+  variants: {
+    'resi-none': { description: 'RSTB without its residual connection (1conv kept)', config: { resi_connection: '1conv', rstb_residual: false } },
+    'resi-1conv': { description: 'RSTB residual with one 3x3 conv (official)', config: { resi_connection: '1conv', rstb_residual: true } },
+    'resi-3conv': { description: 'RSTB residual with 3x3 -> 1x1 -> 3x3 convs at dim/4 (official 3conv)', config: { resi_connection: '3conv', rstb_residual: true } },
+    ...Object.fromEntries(
+      [2, 4, 6, 8].map((n) => [
+        `rstb-${n}`,
+        {
+          description: `${n} RSTBs, each with the preset's first RSTB depth and heads`,
+          config: (b: Readonly<Config>) => ({ depths: Array(n).fill((b.depths as number[])[0]), num_heads: Array(n).fill((b.num_heads as number[])[0]) }),
+        },
+      ]),
+    ),
+    ...Object.fromEntries(
+      [2, 4, 6, 8].map((n) => [
+        `layers-${n}`,
+        { description: `${n} Swin layers in every RSTB`, config: (b: Readonly<Config>) => ({ depths: (b.depths as number[]).map(() => n) }) },
+      ]),
+    ),
+    'window-7': { description: 'window size 7 (the JPEG models)', config: { window_size: 7 } },
+    'window-8': { description: 'window size 8 (the SR and denoising models)', config: { window_size: 8 } },
+  },
 });
