@@ -67,6 +67,22 @@ function nodeGpuVisible(): boolean {
   return typeof binding?.isUsingGpuDevice === 'function' ? binding.isUsingGpuDevice() : false;
 }
 
+/**
+ * Runs `start` and removes the uncaughtException/unhandledRejection listeners it added. Emscripten's glue in
+ * tfjs-backend-wasm installs listeners that rethrow every error from inside its one-line minified bundle, so an
+ * uncaught error in a user's script printed ~30 KB of that source instead of the error; irlens never uses
+ * emscripten's exit() path those listeners exist for.
+ */
+async function withoutNewProcessListeners<T>(start: () => Promise<T>): Promise<T> {
+  const events = ['uncaughtException', 'unhandledRejection'] as const;
+  const before = new Map(events.map((e) => [e, new Set(process.listeners(e))]));
+  try {
+    return await start();
+  } finally {
+    for (const e of events) for (const l of process.listeners(e)) if (!before.get(e)!.has(l)) process.removeListener(e, l as never);
+  }
+}
+
 async function activate(name: BackendName): Promise<string | undefined> {
   switch (name) {
     case 'node-gpu': {
@@ -85,8 +101,8 @@ async function activate(name: BackendName): Promise<string | undefined> {
     case 'wasm': {
       registerWasmTrainingKernels();
       registerNativeKernels(); // heavy ops on the native addon when it is built (else the wasm kernels stay)
-      if (!(await tf.setBackend('wasm'))) return 'the wasm backend failed to start';
-      return undefined;
+      const started = await withoutNewProcessListeners(() => tf.setBackend('wasm'));
+      return started ? undefined : 'the wasm backend failed to start';
     }
     case 'cpu':
       // The stock cpu resize gradients ignore halfPixelCenters (PyTorch's align_corners=False) and tfjs refuses
