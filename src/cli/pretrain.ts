@@ -147,7 +147,15 @@ function patchMultiple(model: string | undefined, config: Record<string, unknown
  */
 function defaultRunPatch(command: 'train' | 'finetune', o: TrainCliOptions & FinetuneCliOptions, modelConfig: Record<string, unknown> | undefined, tasks: string[]): number {
   const specs = tasks.map((t) => describeTask(t, o.scale));
-  if (command === 'train') return trainingDefaults(o.model!, modelConfig ?? {}, specs).patch;
+  if (command === 'train') {
+    try {
+      return trainingDefaults(o.model!, modelConfig ?? {}, specs).patch;
+    } catch (e) {
+      // The tasks decide part of the config (EDT's branches, SwinIR's upscale): a refused config is a refused task.
+      if (/ config: /.test((e as Error).message)) throw new Error(`--tasks: ${o.model} cannot train ${tasks.join(', ')} (${(e as Error).message})`);
+      throw e;
+    }
+  }
   try {
     const meta = readSafetensorsMetadata(o.from!);
     const config = JSON.parse(meta['irlens.config'] ?? '{}') as Record<string, unknown> & { model?: string; config?: Record<string, unknown> };

@@ -74,12 +74,13 @@ function nodeGpuVisible(): boolean {
  * emscripten's exit() path those listeners exist for.
  */
 async function withoutNewProcessListeners<T>(start: () => Promise<T>): Promise<T> {
-  const events = ['uncaughtException', 'unhandledRejection'] as const;
-  const before = new Map(events.map((e) => [e, new Set(process.listeners(e))]));
+  const events = ['uncaughtException', 'unhandledRejection'];
+  const listeners = (e: string) => process.listeners(e as 'uncaughtException') as ((...args: unknown[]) => void)[];
+  const before = new Map(events.map((e) => [e, new Set(listeners(e))]));
   try {
     return await start();
   } finally {
-    for (const e of events) for (const l of process.listeners(e)) if (!before.get(e)!.has(l)) process.removeListener(e, l as never);
+    for (const e of events) for (const l of listeners(e)) if (!before.get(e)!.has(l)) process.removeListener(e, l);
   }
 }
 

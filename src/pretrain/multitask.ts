@@ -95,6 +95,17 @@ export function isHeadKey(key: string, prefixes: readonly string[]): boolean {
   return prefixes.some((p) => key === p || key.startsWith(`${p}.`));
 }
 
+/** createModel with a task-derived config; a config the family refuses is reported as a task it cannot train. */
+function createForTasks(spec: string, config: Config, tasks: TaskSpec[], seed?: number): RestorationModel {
+  try {
+    return createModel(spec, { config, seed });
+  } catch (e) {
+    const msg = (e as Error).message;
+    if (!/ config: /.test(msg)) throw e;
+    throw new Error(`--tasks: ${spec} cannot train ${tasks.map((t) => `'${t.name}'`).join(', ')} (${msg})`);
+  }
+}
+
 /**
  * A single-task network for `task` built from a preset/family: the model itself when it has a branch for the
  * task, else the family adapter's configuration for it (e.g. swinir-tiny with upscale 1 for 'dn-25').
@@ -103,7 +114,7 @@ export function createTaskModel(spec: string, task: TaskSpec, opts: { config?: C
   const { family, config } = resolveSpec(spec, opts.config);
   const adapter = family.tasks;
   if (adapter?.nativeConfigFor) {
-    const model = createModel(spec, { config: { ...(opts.config ?? {}), ...adapter.nativeConfigFor(config, [task]) }, seed: opts.seed });
+    const model = createForTasks(spec, { ...(opts.config ?? {}), ...adapter.nativeConfigFor(config, [task]) }, [task], opts.seed);
     resolveBranch(model, task);
     return model;
   }
@@ -118,7 +129,7 @@ export function createTaskModel(spec: string, task: TaskSpec, opts: { config?: C
     }
     model.dispose();
   }
-  const adapted = createModel(spec, { config: { ...(opts.config ?? {}), ...adapter.configFor(config, task) }, seed: opts.seed });
+  const adapted = createForTasks(spec, { ...(opts.config ?? {}), ...adapter.configFor(config, task) }, [task], opts.seed);
   resolveBranch(adapted, task);
   return adapted;
 }
@@ -133,7 +144,7 @@ export function createTrainModel(spec: string, tasks: TaskSpec[], opts: { config
   const { family, config } = resolveSpec(spec, opts.config);
   const adapter = family.tasks;
   if (adapter?.nativeConfigFor) {
-    const model = createModel(spec, { config: { ...(opts.config ?? {}), ...adapter.nativeConfigFor(config, tasks) }, seed: opts.seed });
+    const model = createForTasks(spec, { ...(opts.config ?? {}), ...adapter.nativeConfigFor(config, tasks) }, tasks, opts.seed);
     tasks.forEach((t) => resolveBranch(model, t));
     return model;
   }

@@ -36,4 +36,19 @@ describe('pretrain train --patch default', () => {
     expect(errors).toHaveLength(1);
     expect(errors[0]).toMatch(/^irlens: error: --patch 64: .*multiples of 24/);
   });
+
+  it('a task no degradation makes, or one the family cannot be configured for, is a --tasks error and creates nothing', async () => {
+    const cases: [string[], RegExp][] = [
+      [['--tasks', 'sr-x9'], /^irlens: error: --tasks: unknown degradation 'sr-x9'; valid forms: .*a named task needs --lq-dir\/--gt-dir/],
+      [['--tasks', 'sr-x5'], /^irlens: error: --tasks: edt-tiny cannot train sr-x5 \(edt config: SCALES=\[5\]/],
+      [['--tasks', 'sr-x5', '--patch', '48'], /^irlens: error: --tasks: edt-tiny cannot train 'sr-x5' \(edt config: SCALES=\[5\]/],
+    ];
+    for (const [args, re] of cases) {
+      const runDir = path.join(dir, 'tasks');
+      const r = await runCli('pretrain', 'train', '--model', 'edt-tiny', ...args, '--steps', '1', '--run-dir', runDir, '--no-progress');
+      expect(r.code, args.join(' ')).toBe(1);
+      expect(r.stderr.trim().split('\n').pop()).toMatch(re);
+      expect(fs.existsSync(runDir)).toBe(false);
+    }
+  });
 });
