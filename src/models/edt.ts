@@ -718,6 +718,10 @@ registerFamily({
   },
   // Windows 4x8 instead of edt-tiny's 6x24: with 6x24 the SR x2/x3/x4 mix needs 288 px patches (lcm of 48, 72
   // and 96), larger than the built-in 256 px images; 4x8 keeps the paper's wide windows at a size that fits.
+  training: {
+    // EDT configs: 500k iterations, 48 px SR inputs, 192 px DN/DR, Adam (0.9, 0.99) lr 2e-4 halved at 250k/400k/450k/475k.
+    paper: { steps: 500_000, batch: 32, patch: { lq: 48, same: 192 }, lr: { peak: 2e-4, schedule: 'multistep', minFactor: 0.01 }, optimizer: { kind: 'adam', beta1: 0.9, beta2: 0.99, weightDecay: 0 } },
+  },
   study: { tiny: 'edt-tiny', tinyConfig: { WINDOW_SIZE: [4, 8] }, paper: 'edt-b-sr-x2', paperConfig: {}, sr: (s) => `sr-x${s}` },
   variants: EDT_VARIANTS,
 });

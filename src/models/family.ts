@@ -58,6 +58,27 @@ export interface TrainingDefaults {
   patchMultiple?(config: Config): number;
   /** A valid default training patch (GT pixels). */
   defaultPatch?(config: Config): number;
+  /** Paper-scale training (the paper and official option files): the `paper` preset of `ablate variants`. */
+  paper?: PaperTraining;
+}
+
+/** A family's paper-scale training budget and optimiser, as its official training options set them. */
+export interface PaperTraining {
+  steps: number;
+  batch: number;
+  /** Training patches: SR input side `lq` (GT = lq x scale), GT side `same` of same-size tasks. */
+  patch: { lq: number; same: number };
+  /** `schedule` is a name of src/pretrain/optim SCHEDULE_NAMES (checked there: models does not import pretrain). */
+  lr: { peak: number; schedule: string; minFactor: number };
+  optimizer: OptimizerSettings;
+}
+
+/** Adam or AdamW with its betas and (decoupled, AdamW) weight decay; eps is the trainer's 1e-8. */
+export interface OptimizerSettings {
+  kind: 'adam' | 'adamw';
+  beta1: number;
+  beta2: number;
+  weightDecay: number;
 }
 
 /** What the family trains in the EDT pre-training study (src/pretrain/study/). */

@@ -530,7 +530,11 @@ registerFamily({
   ],
   tasks: { headPrefixes: () => [...MPRNET_HEADS], configFor: sameSizeOnly('mprnet') },
   // The official training loss: Charbonnier + 0.05 edge loss on every stage output.
-  training: { loss: 'mprnet' },
+  training: {
+    loss: 'mprnet',
+    // training.yml: batch 16, patch 256, Adam (0.9, 0.999), lr 2e-4 cosine to 1e-6; 3000 epochs of GoPro ~ 400k iterations.
+    paper: { steps: 400_000, batch: 16, patch: { lq: 128, same: 256 }, lr: { peak: 2e-4, schedule: 'cosine', minFactor: 1e-6 / 2e-4 }, optimizer: { kind: 'adam', beta1: 0.9, beta2: 0.999, weightDecay: 0 } },
+  },
   study: { tiny: 'mprnet-tiny', tinyConfig: {}, paper: 'mprnet-denoise', paperConfig: {}, sr: (s) => `sr-up-x${s}` },
   // The paper's ablations (Zamir et al. 2021, Tables 1-2); none is an official switch (see MPRNetConfig).
   variants: {

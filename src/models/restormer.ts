@@ -482,6 +482,11 @@ registerFamily({
   presets: PRESETS.map((p) => ({ ...p, config: p.config as Config })),
   // patch_embed (3x3 conv image -> features) and output (3x3 conv features -> image) are the per-task parts.
   tasks: { headPrefixes: () => ['patch_embed', 'output'], configFor: sameSizeOnly('restormer') },
+  training: {
+    // Options/*.yml: 300k iterations, AdamW (0.9, 0.999) wd 1e-4, lr 3e-4 cosine-restarts to 1e-6,
+    // batch 8 at patch 128 (fixed-patch equivalent of the progressive schedule's first stage).
+    paper: { steps: 300_000, batch: 8, patch: { lq: 64, same: 128 }, lr: { peak: 3e-4, schedule: 'restormer', minFactor: 1e-6 / 3e-4 }, optimizer: { kind: 'adamw', beta1: 0.9, beta2: 0.999, weightDecay: 1e-4 } },
+  },
   study: { tiny: 'restormer-tiny', tinyConfig: {}, paper: 'restormer', paperConfig: {}, sr: (s) => `sr-up-x${s}` },
   // The paper's ablations (Zamir et al. 2022, Tables 5-8). Counts for restormer (the full model) are in
   // test/models/variants.test.ts; only num_refinement_blocks is an official switch.

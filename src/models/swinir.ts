@@ -574,6 +574,10 @@ registerFamily({
       return { upsampler: up, upscale: task.scale };
     },
   },
+  training: {
+    // Classical SR: 500k iterations, batch 32 of 48 px (x2: 96 GT), Adam lr 2e-4 halved at 250k/400k/450k/475k.
+    paper: { steps: 500_000, batch: 32, patch: { lq: 48, same: 128 }, lr: { peak: 2e-4, schedule: 'multistep', minFactor: 0.01 }, optimizer: { kind: 'adam', beta1: 0.9, beta2: 0.99, weightDecay: 0 } },
+  },
   study: { tiny: 'swinir-tiny', tinyConfig: {}, paper: 'swinir-sr-x2', paperConfig: {}, sr: (s) => `sr-x${s}` },
   // The paper's ablations (Liang et al. 2021, Fig. 3 and Table 2): RSTB design, number of RSTBs and of layers
   // per RSTB (relative to the studied preset's width and heads), window size. resi_connection, depths,

@@ -21,6 +21,7 @@ import { loadBuiltinImages } from '../../src/io';
 import { layerSimilarity } from '../../src/analysis/similarity';
 import { writeCkaReport } from '../../src/analysis/report';
 import { buildStudyConfig, runStudy, writeStudyReport } from '../../src/pretrain/study';
+import { buildVariantsConfig, runVariants, writeVariantsReport } from '../../src/pretrain/variants';
 import { runCli } from '../cli/run-cli';
 
 const CHROMIUM = process.env.IRLENS_CHROMIUM ?? '/usr/bin/chromium';
@@ -70,6 +71,16 @@ const GENERATORS: ReportGenerator[] = [
       const config = { ...c, evalSize: 48, finalEvalSize: 64, cka: { ...c.cka, tile: 64, tilesPerImage: 2, batch: 6 } };
       const result = await runStudy(config, path.join(dir, 'runs'));
       await writeStudyReport(result, path.join(dir, 'pretrain-study-edt'));
+    },
+  },
+  {
+    name: 'variants',
+    async generate(dir) {
+      // The smoke preset at one step of batch 1: two variants (the baseline and one compared with it, so the
+      // difference chart has a point) x two seeds (the fewest that give a bootstrap interval).
+      const c = buildVariantsConfig('smoke', 'swinir', { variants: ['resi-1conv', 'resi-none'], steps: 1, batch: 1 });
+      const result = await runVariants(c, path.join(dir, 'runs'));
+      writeVariantsReport(result, path.join(dir, 'variants-swinir'));
     },
   },
   {

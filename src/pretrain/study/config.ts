@@ -6,9 +6,10 @@
 import * as path from 'node:path';
 import '../../models'; // registers the families whose `study` slots list the architectures
 import { parseDegradation } from '../../degradations';
-import { getFamily, hasFamily, listFamilies, type Config, type StudyDefaults } from '../../models/family';
+import { getFamily, hasFamily, listFamilies, type Config, type OptimizerSettings, type StudyDefaults } from '../../models/family';
 import { resolveSpec } from '../../models/registry';
 import type { TaskSpec } from '../../models/model';
+import { ADAM_099, checkInt } from '../experiment';
 import { createTaskModel, describeTask } from '../multitask';
 
 /** A family with a `study` slot in its descriptor (src/models/family.ts). */
@@ -57,7 +58,7 @@ export interface StudyConfig {
   patch: { lq: number; same: number };
   /** Peak learning rates, schedules and the cosine floor (fraction of the peak). */
   lr: { pretrain: number; finetune: number; scratch: number; schedule: StudyLrSchedule; finetuneSchedule: StudyLrSchedule; minFactor: number };
-  optimizer: { kind: 'adam' | 'adamw'; beta1: number; beta2: number; weightDecay: number };
+  optimizer: OptimizerSettings;
   /** Training-curve evaluations every N steps on held-out crops of evalSize (0 = whole images). */
   evalEvery: number;
   evalSize: number;
@@ -106,25 +107,29 @@ export function studyPreset(preset: StudyPreset, arch: StudyArch = 'edt', target
     targets: tg,
     arms: [...STUDY_ARMS],
     mixes: { related: Object.fromEntries(tg.map((t) => [t, relatedMix(t)])), unrelated },
-    optimizer: { kind: 'adam', beta1: 0.9, beta2: 0.99, weightDecay: 0 },
+    optimizer: { ...ADAM_099 },
     data: { kind: 'builtin' },
     split: { pretrain: 5, finetune: 2, eval: 3, maxEval: 20, seed: 0 },
   };
+  // The small presets' patches and learning rates (tiny networks learn fast at 4e-3).
+  const small = () => ({
+    patch: { lq: 24, same: 64 },
+    lr: { pretrain: 4e-3, finetune: 2e-3, scratch: 4e-3, schedule: 'cosine' as const, finetuneSchedule: 'cosine' as const, minFactor: 0.01 },
+    logEvery: 1,
+  });
   switch (preset) {
     case 'smoke':
       return {
         ...base,
+        ...small(),
         seeds: [0],
         stepsPretrain: 6,
         stepsFinetune: 4,
         batch: 2,
-        patch: { lq: 24, same: 64 },
-        lr: { pretrain: 4e-3, finetune: 2e-3, scratch: 4e-3, schedule: 'cosine', finetuneSchedule: 'cosine', minFactor: 0.01 },
         evalEvery: 2,
         evalSize: 96,
         finalEvalSize: 128,
         ckptEvery: 0,
-        logEvery: 1,
         cka: { enabled: true, tile: 64, tilesPerImage: 4, batch: 12 },
       };
     case 'cpu':
@@ -135,17 +140,15 @@ export function studyPreset(preset: StudyPreset, arch: StudyArch = 'edt', target
       // show nothing; with DN patches of 64 px and 3 seeds this takes ~30 min (less without other load).
       return {
         ...base,
+        ...small(),
         seeds: [0, 1, 2],
         stepsPretrain: 240,
         stepsFinetune: 120,
         batch: 4,
-        patch: { lq: 24, same: 64 },
-        lr: { pretrain: 4e-3, finetune: 2e-3, scratch: 4e-3, schedule: 'cosine', finetuneSchedule: 'cosine', minFactor: 0.01 },
         evalEvery: 40,
         evalSize: 128,
         finalEvalSize: 0,
         ckptEvery: 60,
-        logEvery: 1,
         cka: { enabled: true, tile: 64, tilesPerImage: 16, batch: 16 },
       };
     case 'paper':
@@ -185,10 +188,6 @@ export interface StudyOverrides {
   data?: string;
   split?: [number, number, number];
   cka?: boolean;
-}
-
-function checkInt(v: number | undefined, option: string, min: number): void {
-  if (v !== undefined && !(Number.isInteger(v) && v >= min)) throw new Error(`${option}: expected an integer >= ${min}, got ${v}`);
 }
 
 /** A preset with overrides applied, validated (one-line errors naming the option). */

@@ -4,16 +4,13 @@
  * evaluation, the curves and the CKA, and returns the StudyResult.
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import * as tf from '@tensorflow/tfjs';
-import { backendInfo } from '../../engine/backend';
 import { writeFileAtomic } from '../../util/fs';
 import { mean } from '../../util/stats';
-import { IRLENS_VERSION } from '../../version';
+import { checkRunDir, experimentTrainOptions, invocation, readStoredConfig, recordInvocation, runEnvironment, runStatus, type ExperimentOptions } from '../experiment';
 import { namedSchedule } from '../optim';
-import { FINAL_MODEL, readJsonFile, readTrainerState, RUN_FILE } from '../train-checkpoint';
-import { runTraining, type RunSpec, type TrainOptions } from '../trainer';
+import { FINAL_MODEL, readTrainerState } from '../train-checkpoint';
+import { runTraining, type RunSpec } from '../trainer';
 import { STUDY_CONFIG_FORMAT, STUDY_FILE, STUDY_FORMAT, validateStudyConfig, type StudyArch, type StudyConfig } from './config';
 import { studyCka } from './cka';
 import { studyCurves } from './curves';
@@ -21,87 +18,38 @@ import { loadHeldOut, poolFiles, studySplit, type StudySplit } from './data';
 import { evaluateStudy, summariseStudy } from './evaluate';
 import { ACCOUNTING_RULE, evaluationRule, studyNotes } from './notes';
 import { checkPlanFits, computeAccounting, planStudy, type PlannedStudyRun } from './plan';
-import type { StudyInvocation, StudyResult, StudyRunRecord } from './types';
+import type { StudyResult, StudyRunRecord } from './types';
 
 /** The trainer's spec of one planned run: its pool's training files, the held-out files, the study's settings. */
 function runSpec(c: StudyConfig, r: PlannedStudyRun, split: StudySplit, runDir: string): RunSpec {
   const lr = r.kind === 'pretrain' ? c.lr.pretrain : r.kind === 'finetune' ? c.lr.finetune : c.lr.scratch;
   const kind = r.kind === 'finetune' ? c.lr.finetuneSchedule : c.lr.schedule;
-  const train: TrainOptions = {
+  const train = experimentTrainOptions({
     steps: r.steps,
     batch: c.batch,
     patch: r.patch,
     loss: 'l1',
-    optimizer: { kind: c.optimizer.kind, beta1: c.optimizer.beta1, beta2: c.optimizer.beta2, eps: 1e-8, weightDecay: c.optimizer.weightDecay },
+    optimizer: c.optimizer,
     schedule: namedSchedule(kind, { lr, minLr: lr * c.lr.minFactor, steps: r.steps }),
-    clipNorm: 0,
     evalEvery: c.evalEvery,
     ckptEvery: c.ckptEvery,
     logEvery: c.logEvery,
     seed: r.trainSeed,
-    taskOrder: 'round-robin',
-    freeze: 'none',
-    keepCheckpoints: 1,
-  };
+  });
   const common = { format: 'irlens-run/1' as const, tasks: r.tasks, data: poolFiles(c, split, r.pool), evalSize: c.evalSize, train };
   if (r.kind === 'finetune') return { ...common, command: 'finetune', from: path.resolve(runDir, r.from!, FINAL_MODEL) };
   return { ...common, command: 'train', model: c.model, modelConfig: c.modelConfig };
 }
 
-export interface StudyOptions {
-  resume?: boolean;
-  /** One-line progress notices (runs, ETA, CKA). */
-  notify?: (line: string) => void;
-  /** Progress bar of each training run (TTY only). */
-  progress?: boolean;
-  /** The command line, for the report's provenance. */
-  command?: string;
-  /** Called after each run (tests). */
-  onRun?: (r: StudyRunRecord) => void;
-}
+export type StudyOptions = ExperimentOptions<StudyRunRecord>;
 
 export function defaultStudyRunDir(arch: StudyArch): string {
   return path.join('runs', `pretrain-study-${arch}`);
 }
 
-
-
-const INVOCATIONS_FILE = 'invocations.json';
-
-/** Appends this invocation to RUN/invocations.json (rewritten atomically) and returns the whole list. */
-function recordInvocation(runDir: string, inv: StudyInvocation): StudyInvocation[] {
-  const file = path.join(runDir, INVOCATIONS_FILE);
-  const list = fs.existsSync(file) ? readJsonFile<StudyInvocation[]>(file, 'study') : [];
-  list.push(inv);
-  writeFileAtomic(file, `${JSON.stringify(list, null, 2)}\n`);
-  return list;
-}
-
-function runStatus(dir: string): 'done' | 'partial' | 'new' {
-  if (!fs.existsSync(path.join(dir, RUN_FILE))) return 'new';
-  const st = readTrainerState(dir);
-  if (st?.done && fs.existsSync(path.join(dir, FINAL_MODEL))) return 'done';
-  return 'partial';
-}
-
-function firstDifference(a: unknown, b: unknown, at = ''): string | undefined {
-  if (JSON.stringify(a) === JSON.stringify(b)) return undefined;
-  if (a && b && typeof a === 'object' && typeof b === 'object' && !Array.isArray(a) && !Array.isArray(b)) {
-    for (const k of new Set([...Object.keys(a), ...Object.keys(b)])) {
-      const d = firstDifference((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], at ? `${at}.${k}` : k);
-      if (d) return d;
-    }
-  }
-  return `${at || 'config'} (${JSON.stringify(b)} in the study, ${JSON.stringify(a)} now)`;
-}
-
 /** Reads the configuration stored by a study run directory (for --resume). */
 export function readStudyConfig(runDir: string): StudyConfig {
-  const file = path.join(runDir, STUDY_FILE);
-  if (!fs.existsSync(file)) throw new Error(`--resume: '${runDir}' holds no study (${STUDY_FILE} missing)`);
-  const c = readJsonFile<{ config: StudyConfig }>(file, '--resume').config;
-  if (c?.format !== STUDY_CONFIG_FORMAT) throw new Error(`--resume: '${file}' is not an irlens study`);
-  return c;
+  return readStoredConfig<StudyConfig>(runDir, STUDY_FILE, STUDY_CONFIG_FORMAT, 'study');
 }
 
 function fmtDuration(sec: number): string {
@@ -131,10 +79,6 @@ class Eta {
   }
 }
 
-/**
- * Runs (or resumes) the whole study in `runDir` and returns its result (writeStudyReport in report.ts renders and
- * writes it). Everything checkable is checked before anything is written.
- */
 /** Trains (or resumes, or skips when finished) every planned run, in order, with an ETA after each. */
 async function trainRuns(config: StudyConfig, plan: PlannedStudyRun[], split: StudySplit, runDir: string, opts: StudyOptions, notify: (l: string) => void): Promise<StudyRunRecord[]> {
   const eta = new Eta();
@@ -167,18 +111,16 @@ async function trainRuns(config: StudyConfig, plan: PlannedStudyRun[], split: St
   return records;
 }
 
+/**
+ * Runs (or resumes) the whole study in `runDir` and returns its result (writeStudyReport in report.ts renders and
+ * writes it). Everything checkable is checked before anything is written.
+ */
 export async function runStudy(config: StudyConfig, runDir: string, opts: StudyOptions = {}): Promise<StudyResult> {
   const tStart = performance.now();
   const notify = opts.notify ?? (() => {});
   validateStudyConfig(config);
   const studyFile = path.join(runDir, STUDY_FILE);
-  if (opts.resume) {
-    const stored = readStudyConfig(runDir);
-    const diff = firstDifference(config, stored);
-    if (diff) throw new Error(`--resume: settings differ from the study in '${runDir}': ${diff}; a resumed study keeps its settings`);
-  } else if (fs.existsSync(studyFile)) {
-    throw new Error(`--run-dir '${runDir}' already holds a study; pass --resume to continue it or choose another directory`);
-  }
+  checkRunDir(runDir, STUDY_FILE, config, { resume: opts.resume, what: 'study', readStored: readStudyConfig });
   const split = studySplit(config);
   const plan = planStudy(config);
   checkPlanFits(config, plan);
@@ -207,14 +149,7 @@ export async function runStudy(config: StudyConfig, runDir: string, opts: StudyO
     );
   for (const b of baselines) notify(`irlens: study ${b.target} input baseline (${b.method}): PSNR ${b.psnr.toFixed(2)} dB, SSIM ${b.ssim.toFixed(4)}`);
   const cka = config.cka.enabled ? await studyCka(config, plan, runDir, heldOut, notify) : undefined;
-  const invocations = recordInvocation(runDir, {
-    startedAt: new Date(Date.now() - (performance.now() - tStart)).toISOString(),
-    wallSeconds: (performance.now() - tStart) / 1000,
-    trained: records.filter((r) => r.status === 'trained').length,
-    resumed: records.filter((r) => r.status === 'resumed').length,
-    skipped: records.filter((r) => r.status === 'skipped').length,
-    ...(opts.command ? { command: opts.command } : {}),
-  });
+  const invocations = recordInvocation(runDir, invocation(tStart, records, opts.command), 'study');
   return {
     format: STUDY_FORMAT,
     config,
@@ -231,24 +166,12 @@ export async function runStudy(config: StudyConfig, runDir: string, opts: StudyO
     ...(cka ? { cka } : {}),
     notes: studyNotes(config),
     provenance: {
-      ...provenance(opts.command),
+      ...runEnvironment(opts.command),
       wallSeconds: (performance.now() - tStart) / 1000,
       invocations,
       trainSeconds: records.reduce((s, r) => s + r.trainSeconds, 0),
       ckaSeconds: cka?.seconds ?? 0,
       evalSeconds,
     },
-  };
-}
-
-/** Where and with what the study ran (the parts of StudyResult.provenance that do not count time). */
-function provenance(command: string | undefined) {
-  const backend = backendInfo();
-  return {
-    createdAt: new Date().toISOString(),
-    ...(command ? { command } : {}),
-    backend: { name: backend?.name ?? tf.getBackend(), description: backend?.description },
-    versions: { irlens: IRLENS_VERSION, node: process.version, ...Object.fromEntries(Object.entries(tf.version).map(([k, v]) => [k, String(v)])) },
-    host: { cpus: os.cpus().length, platform: `${os.platform()} ${os.arch()}`, totalMemGiB: Math.round(os.totalmem() / 2 ** 30) },
   };
 }

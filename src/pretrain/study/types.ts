@@ -3,6 +3,7 @@
  * so neither imports the other.
  */
 import type { SimilarityResult } from '../../analysis/similarity';
+import type { Invocation, RunEnvironment } from '../experiment';
 import type { STUDY_FORMAT, StudyArm, StudyConfig } from './config';
 import type { ComputeAccounting, PlannedStudyRun } from './plan';
 import type { StudySplit } from './data';
@@ -112,12 +113,7 @@ export interface StudyResult {
   curves: StudyCurve[];
   cka?: StudyCka;
   notes: string[];
-  provenance: {
-    createdAt: string;
-    command?: string;
-    backend: { name: string; description?: string };
-    versions: Record<string, string>;
-    host: { cpus: number; platform: string; totalMemGiB: number };
+  provenance: RunEnvironment & {
     /** Wall seconds of this invocation, and the summed training seconds of every run. */
     wallSeconds: number;
     /** Every invocation on this run directory (a resumed study has several), oldest first. */
@@ -128,11 +124,5 @@ export interface StudyResult {
   };
 }
 
-export interface StudyInvocation {
-  startedAt: string;
-  wallSeconds: number;
-  trained: number;
-  resumed: number;
-  skipped: number;
-  command?: string;
-}
+/** One invocation on a study's run directory. */
+export type StudyInvocation = Invocation;

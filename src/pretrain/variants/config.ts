@@ -7,9 +7,10 @@
 import * as path from 'node:path';
 import '../../models'; // registers the families and their variants
 import { parseDegradation } from '../../degradations';
-import { getFamily, hasFamily, listFamilies, variantDelta, type Config, type VariantTraining } from '../../models/family';
+import { getFamily, hasFamily, listFamilies, variantDelta, type Config, type OptimizerSettings, type VariantTraining } from '../../models/family';
 import { defaultLoss, inspectModel, resolveSpec } from '../../models/registry';
-import type { ScheduleName } from '../optim';
+import { ADAM_099, checkInt } from '../experiment';
+import { SCHEDULE_NAMES, type ScheduleName } from '../optim';
 import { parseLossName, type LossName } from '../losses';
 import { createTaskModel, describeTask } from '../multitask';
 
@@ -38,7 +39,7 @@ export interface VariantsConfig {
   patch: { lq: number; same: number };
   loss: LossName;
   lr: { peak: number; schedule: ScheduleName; minFactor: number };
-  optimizer: { kind: 'adam' | 'adamw'; beta1: number; beta2: number; weightDecay: number };
+  optimizer: OptimizerSettings;
   evalEvery: number;
   /** Trainer's evaluation crops (curves); the final evaluation crop (0 = whole held-out images). */
   evalSize: number;
@@ -85,21 +86,14 @@ export function defaultVariantTask(arch: string): string {
   return sr && /^sr-x\d$/.test(sr) ? sr : 'dn-25';
 }
 
-/**
- * Paper-scale training of each family (its paper and official training options). Kept here, next to the other
- * presets of this study, because the family descriptors' `training` slot holds only loss and patch rules.
- */
-const PAPER_TRAINING: Record<string, Pick<VariantsConfig, 'steps' | 'batch' | 'patch' | 'lr' | 'optimizer'>> = {
-  // Restormer Options/*.yml: 300k iterations, AdamW (0.9, 0.999) wd 1e-4, lr 3e-4 cosine-restarts to 1e-6,
-  // batch 8 at patch 128 (fixed-patch equivalent of the progressive schedule's first stage).
-  restormer: { steps: 300_000, batch: 8, patch: { lq: 64, same: 128 }, lr: { peak: 3e-4, schedule: 'restormer', minFactor: 1e-6 / 3e-4 }, optimizer: { kind: 'adamw', beta1: 0.9, beta2: 0.999, weightDecay: 1e-4 } },
-  // MPRNet training.yml: batch 16, patch 256, Adam (0.9, 0.999), lr 2e-4 cosine to 1e-6; 3000 epochs of GoPro ~ 400k iterations.
-  mprnet: { steps: 400_000, batch: 16, patch: { lq: 128, same: 256 }, lr: { peak: 2e-4, schedule: 'cosine', minFactor: 1e-6 / 2e-4 }, optimizer: { kind: 'adam', beta1: 0.9, beta2: 0.999, weightDecay: 0 } },
-  // SwinIR classical SR: 500k iterations, batch 32 of 48 px (x2: 96 GT), Adam lr 2e-4 halved at 250k/400k/450k/475k.
-  swinir: { steps: 500_000, batch: 32, patch: { lq: 48, same: 128 }, lr: { peak: 2e-4, schedule: 'multistep', minFactor: 0.01 }, optimizer: { kind: 'adam', beta1: 0.9, beta2: 0.99, weightDecay: 0 } },
-  // EDT configs: 500k iterations, 48 px SR inputs, 192 px DN/DR, Adam (0.9, 0.99) lr 2e-4 halved at 250k/400k/450k/475k.
-  edt: { steps: 500_000, batch: 32, patch: { lq: 48, same: 192 }, lr: { peak: 2e-4, schedule: 'multistep', minFactor: 0.01 }, optimizer: { kind: 'adam', beta1: 0.9, beta2: 0.99, weightDecay: 0 } },
-};
+/** The family's paper-scale training (its descriptor's `training.paper`), its schedule name checked here. */
+function paperTraining(arch: string): Pick<VariantsConfig, 'steps' | 'batch' | 'patch' | 'lr' | 'optimizer'> {
+  const t = getFamily(arch).training?.paper;
+  if (!t) throw new Error(`--preset paper: no paper training settings for '${arch}'`);
+  const schedule = t.lr.schedule;
+  if (!(SCHEDULE_NAMES as readonly string[]).includes(schedule)) throw new Error(`${arch} training.paper.lr.schedule: expected one of ${SCHEDULE_NAMES.join(', ')}, got '${schedule}'`);
+  return { steps: t.steps, batch: t.batch, patch: { ...t.patch }, lr: { ...t.lr, schedule: schedule as ScheduleName }, optimizer: { ...t.optimizer } };
+}
 
 /** The settings of a preset (variants and baseline filled in by buildVariantsConfig). */
 export function variantsPreset(preset: VariantPreset, arch: string, task?: string): VariantsConfig {
@@ -120,7 +114,7 @@ export function variantsPreset(preset: VariantPreset, arch: string, task?: strin
     data: { kind: 'builtin' as const },
     alpha: 0.05,
   };
-  const adam = { kind: 'adam' as const, beta1: 0.9, beta2: 0.99, weightDecay: 0 };
+  const adam = { ...ADAM_099 };
   switch (preset) {
     case 'smoke':
       return {
@@ -159,11 +153,8 @@ export function variantsPreset(preset: VariantPreset, arch: string, task?: strin
         split: { eval: 3, seed: 0 },
         bootstrap: 2000,
       };
-    case 'paper': {
-      const t = PAPER_TRAINING[arch];
-      if (!t) throw new Error(`--preset paper: no paper training settings for '${arch}'`);
-      return { ...base, seeds: [0, 1, 2], ...t, evalEvery: 10_000, evalSize: 0, finalEvalSize: 0, ckptEvery: 10_000, logEvery: 100, split: { eval: 20, seed: 0 }, bootstrap: 2000 };
-    }
+    case 'paper':
+      return { ...base, seeds: [0, 1, 2], ...paperTraining(arch), evalEvery: 10_000, evalSize: 0, finalEvalSize: 0, ckptEvery: 10_000, logEvery: 100, split: { eval: 20, seed: 0 }, bootstrap: 2000 };
   }
 }
 
@@ -178,10 +169,6 @@ export interface VariantsOverrides {
   batch?: number;
   data?: string;
   evalImages?: number;
-}
-
-function checkInt(v: number | undefined, option: string, min: number): void {
-  if (v !== undefined && !(Number.isInteger(v) && v >= min)) throw new Error(`${option}: expected an integer >= ${min}, got ${v}`);
 }
 
 export function buildVariantsConfig(preset: VariantPreset, arch: string, o: VariantsOverrides): VariantsConfig {

@@ -7,23 +7,20 @@
  * enough seeds for it to reach the level, the Wilcoxon signed-rank test.
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import * as tf from '@tensorflow/tfjs';
-import { backendInfo } from '../../engine/backend';
 import { builtinImages, BUILTIN_IMAGES } from '../../io/builtin';
 import { listImages } from '../../io/folder';
 import { readImage } from '../../io/image';
 import type { NamedImage } from '../../analysis/similarity';
-import { pairedTest, type Interval } from '../../analysis/ablation/stats';
+import { pairedTest, type PairedTest } from '../../analysis/ablation/stats';
 import { writeFileAtomic } from '../../util/fs';
 import { Rng } from '../../util/rng';
 import { meanStd } from '../../util/stats';
-import { IRLENS_VERSION } from '../../version';
+import { checkRunDir, experimentTrainOptions, invocation, readStoredConfig, recordInvocation, runEnvironment, runStatus, type ExperimentOptions, type Invocation, type RunEnvironment } from '../experiment';
 import { describeTask } from '../multitask';
 import { namedSchedule } from '../optim';
-import { FINAL_MODEL, readJsonFile, readTrainerState, RUN_FILE, STATE_FILE } from '../train-checkpoint';
-import { runTraining, type FileListData, type RunSpec, type TrainOptions } from '../trainer';
+import { FINAL_MODEL, readTrainerState } from '../train-checkpoint';
+import { runTraining, type FileListData, type RunSpec } from '../trainer';
 import { evaluateInput, evaluateModel, loadStudyModel } from '../study/evaluate';
 import { resolveVariants, validateVariantsConfig, VARIANTS_CONFIG_FORMAT, VARIANTS_FILE, VARIANTS_FORMAT, type ResolvedVariant, type VariantsConfig } from './config';
 import { accountVariants, checkVariantPlanFits, planVariants, type PlannedVariantRun, type VariantAccounting } from './plan';
@@ -55,17 +52,11 @@ export interface MetricStat {
   n: number;
 }
 
-/** A paired comparison over seeds (variant - baseline). */
-export interface PairedComparison {
-  meanDiff: number;
-  stdDiff: number;
-  ci: Interval | null;
-  tTest: { statistic: number; pValue: number; df: number } | null;
-  /** Null when n < WILCOXON_MIN_N (its exact p cannot go below 0.05) or all differences are 0. */
-  wilcoxon: { statistic: number; pValue: number } | null;
-  notSignificant: boolean;
-  n: number;
-}
+/**
+ * A paired comparison over seeds (variant - baseline): pairedTest's fields and the std of the differences;
+ * `wilcoxon` is null when n < WILCOXON_MIN_N (its exact p cannot go below 0.05) or all differences are 0.
+ */
+export type PairedComparison = Omit<PairedTest, 'alpha'> & { stdDiff: number };
 
 export interface VariantSummary {
   variant: string;
@@ -92,17 +83,7 @@ export interface VariantsResult {
   evaluation: string;
   statistics: string;
   notes: string[];
-  provenance: {
-    createdAt: string;
-    command?: string;
-    backend: { name: string; description?: string };
-    versions: Record<string, string>;
-    host: { cpus: number; platform: string; totalMemGiB: number };
-    wallSeconds: number;
-    trainSeconds: number;
-    evalSeconds: number;
-    invocations: { startedAt: string; wallSeconds: number; trained: number; resumed: number; skipped: number; command?: string }[];
-  };
+  provenance: RunEnvironment & { wallSeconds: number; trainSeconds: number; evalSeconds: number; invocations: Invocation[] };
 }
 
 /** Smallest number of pairs for which the exact two-sided Wilcoxon p-value can be below 0.05 (2/2^n < 0.05). */
@@ -141,49 +122,23 @@ function files(c: VariantsConfig, split: VariantSplit): FileListData {
 
 function runSpec(c: VariantsConfig, r: PlannedVariantRun, v: ResolvedVariant, split: VariantSplit): RunSpec {
   const lr = c.lr.peak;
-  const train: TrainOptions = {
+  const train = experimentTrainOptions({
     steps: r.steps,
     batch: r.batch,
     patch: r.patch,
-    ...(r.progressive ? { progressive: r.progressive } : {}),
+    progressive: r.progressive,
     loss: c.loss,
-    optimizer: { kind: c.optimizer.kind, beta1: c.optimizer.beta1, beta2: c.optimizer.beta2, eps: 1e-8, weightDecay: c.optimizer.weightDecay },
+    optimizer: c.optimizer,
     schedule: namedSchedule(c.lr.schedule, { lr, minLr: lr * c.lr.minFactor, steps: r.steps }),
-    clipNorm: 0,
     evalEvery: c.evalEvery,
     ckptEvery: c.ckptEvery,
     logEvery: c.logEvery,
     seed: r.trainSeed,
-    taskOrder: 'round-robin',
-    freeze: 'none',
-    keepCheckpoints: 1,
-  };
+  });
   return { format: 'irlens-run/1', command: 'train', model: c.model, modelConfig: v.modelConfig, tasks: [c.task], data: files(c, split), evalSize: c.evalSize, train };
 }
 
-/**
- * done: finished; partial: interrupted after a checkpoint (resumes from it); new: nothing there, or a run killed
- * before its first checkpoint (only run.json and log lines: nothing to resume, so it starts again, cleared).
- */
-function runStatus(dir: string): 'done' | 'partial' | 'new' {
-  if (!fs.existsSync(path.join(dir, RUN_FILE))) return 'new';
-  const st = readTrainerState(dir);
-  if (st?.done && fs.existsSync(path.join(dir, FINAL_MODEL))) return 'done';
-  const ckpts = path.join(dir, 'checkpoints');
-  const hasCheckpoint = fs.existsSync(path.join(dir, STATE_FILE)) || (fs.existsSync(ckpts) && fs.readdirSync(ckpts).length > 0);
-  if (hasCheckpoint) return 'partial';
-  fs.rmSync(dir, { recursive: true, force: true });
-  return 'new';
-}
-
-export interface VariantsOptions {
-  resume?: boolean;
-  notify?: (line: string) => void;
-  progress?: boolean;
-  command?: string;
-  /** Called after each run (tests: a kill after the first run). */
-  onRun?: (r: VariantRunRecord) => void;
-}
+export type VariantsOptions = ExperimentOptions<VariantRunRecord>;
 
 export function defaultVariantsRunDir(arch: string): string {
   return path.join('runs', `ablate-variants-${arch}`);
@@ -191,11 +146,7 @@ export function defaultVariantsRunDir(arch: string): string {
 
 /** The settings stored by a run directory (for --resume). */
 export function readVariantsConfig(runDir: string): VariantsConfig {
-  const file = path.join(runDir, VARIANTS_FILE);
-  if (!fs.existsSync(file)) throw new Error(`--resume: '${runDir}' holds no variants ablation (${VARIANTS_FILE} missing)`);
-  const c = readJsonFile<{ config: VariantsConfig }>(file, '--resume').config;
-  if (c?.format !== VARIANTS_CONFIG_FORMAT) throw new Error(`--resume: '${file}' is not an irlens variants ablation`);
-  return c;
+  return readStoredConfig<VariantsConfig>(runDir, VARIANTS_FILE, VARIANTS_CONFIG_FORMAT, 'variants ablation');
 }
 
 async function trainRuns(c: VariantsConfig, plan: PlannedVariantRun[], variants: ResolvedVariant[], split: VariantSplit, runDir: string, opts: VariantsOptions) {
@@ -205,7 +156,8 @@ async function trainRuns(c: VariantsConfig, plan: PlannedVariantRun[], variants:
   let secPerStep = NaN;
   for (const [i, r] of plan.entries()) {
     const dir = path.join(runDir, r.id);
-    const status = runStatus(dir);
+    // A run killed before its first checkpoint has nothing to resume: it starts again, cleared.
+    const status = runStatus(dir, { clearUncheckpointed: true });
     const label = `[${i + 1}/${plan.length}] ${r.id} (${r.steps} steps, batch ${r.batch}, patch ${r.progressive ? 'progressive' : r.patch})`;
     let rec: VariantRunRecord;
     if (status === 'done') {
@@ -308,13 +260,7 @@ export async function runVariants(config: VariantsConfig, runDir: string, opts: 
   const notify = opts.notify ?? (() => {});
   validateVariantsConfig(config);
   const file = path.join(runDir, VARIANTS_FILE);
-  if (opts.resume) {
-    const stored = readVariantsConfig(runDir);
-    if (JSON.stringify(stored) !== JSON.stringify(config))
-      throw new Error(`--resume: settings differ from the ablation in '${runDir}'; a resumed ablation keeps its settings (omit the options or use another --run-dir)`);
-  } else if (fs.existsSync(file)) {
-    throw new Error(`--run-dir '${runDir}' already holds a variants ablation; pass --resume to continue it or choose another directory`);
-  }
+  checkRunDir(runDir, VARIANTS_FILE, config, { resume: opts.resume, what: 'variants ablation', readStored: readVariantsConfig });
   const variants = resolveVariants(config);
   const split = variantSplit(config);
   const plan = planVariants(config, variants);
@@ -348,18 +294,7 @@ export async function runVariants(config: VariantsConfig, runDir: string, opts: 
         (d ? `; vs ${config.baseline} ${d.meanDiff >= 0 ? '+' : ''}${d.meanDiff.toFixed(3)} dB [${d.ci ? `${d.ci.lo.toFixed(3)}, ${d.ci.hi.toFixed(3)}` : 'n/a'}], t-test p ${d.tTest ? d.tTest.pValue.toPrecision(3) : 'n/a'}${d.notSignificant ? ' (n.s.)' : ''}` : ' (baseline)'),
     );
   }
-  const invFile = path.join(runDir, 'invocations.json');
-  const invocations = fs.existsSync(invFile) ? readJsonFile<VariantsResult['provenance']['invocations']>(invFile, 'variants') : [];
-  invocations.push({
-    startedAt: new Date(Date.now() - (performance.now() - t0)).toISOString(),
-    wallSeconds: (performance.now() - t0) / 1000,
-    trained: runs.filter((r) => r.status === 'trained').length,
-    resumed: runs.filter((r) => r.status === 'resumed').length,
-    skipped: runs.filter((r) => r.status === 'skipped').length,
-    ...(opts.command ? { command: opts.command } : {}),
-  });
-  writeFileAtomic(invFile, `${JSON.stringify(invocations, null, 2)}\n`);
-  const backend = backendInfo();
+  const invocations = recordInvocation(runDir, invocation(t0, runs, opts.command), 'variants');
   return {
     format: VARIANTS_FORMAT,
     config,
@@ -377,11 +312,7 @@ export async function runVariants(config: VariantsConfig, runDir: string, opts: 
     statistics: STATISTICS_RULE,
     notes: [...variantsNotes(config, heldOut.length), ...belowInputNote(summary, input.psnr, config.task)],
     provenance: {
-      createdAt: new Date().toISOString(),
-      ...(opts.command ? { command: opts.command } : {}),
-      backend: { name: backend?.name ?? tf.getBackend(), description: backend?.description },
-      versions: { irlens: IRLENS_VERSION, node: process.version, ...Object.fromEntries(Object.entries(tf.version).map(([k, v]) => [k, String(v)])) },
-      host: { cpus: os.cpus().length, platform: `${os.platform()} ${os.arch()}`, totalMemGiB: Math.round(os.totalmem() / 2 ** 30) },
+      ...runEnvironment(opts.command),
       wallSeconds: (performance.now() - t0) / 1000,
       trainSeconds: runs.reduce((s, r) => s + r.trainSeconds, 0),
       evalSeconds,
