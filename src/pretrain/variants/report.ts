@@ -130,7 +130,7 @@ export function variantsReportHtml(r: VariantsResult): string {
   const p = r.provenance;
   const provenance = keyValueTable([
     ['created', p.createdAt],
-    ['command', p.command ?? ''],
+    ['command', p.command ?? '(library call: no command line)'],
     ['backend', `${p.backend.name}${p.backend.description ? ` (${p.backend.description})` : ''}`],
     ['versions', Object.entries(p.versions).map(([k, v]) => `${k} ${v}`).join(', ')],
     ['host', `${p.host.platform}, ${p.host.cpus} CPUs, ${p.host.totalMemGiB} GiB`],

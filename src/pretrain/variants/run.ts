@@ -218,7 +218,7 @@ export function variantsNotes(c: VariantsConfig, heldOut: number): string[] {
   const notes: string[] = [];
   if (c.preset !== 'paper')
     notes.push(
-      `Scale: ${c.model} (a tiny network), ${c.steps} steps of batch ${c.batch} per variant and seed, ${c.seeds.length} seeds, ${heldOut} held-out image(s). ` +
+      `Scale: ${c.model} (a tiny network), ${c.steps} step${c.steps === 1 ? '' : 's'} of batch ${c.batch} per variant and seed, ${c.seeds.length} seeds, ${heldOut} held-out image(s). ` +
         'The papers train their ablations for 100k-300k+ iterations on thousands of images at full width.',
       'What it can show: that each variant builds and trains, its parameter count, and differences that are large against the seed-to-seed spread at this ' +
         'budget (e.g. removing a residual path that the tiny network needs early in training). The paired test uses seeds as the units: with 2-3 seeds only ' +
