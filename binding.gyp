@@ -1,4 +1,7 @@
 {
+  "variables": {
+    "with_dnnl%": "<!(node -p \"process.env.IRLENS_DNNL === undefined ? (require('fs').existsSync('/usr/include/dnnl.hpp') ? 1 : 0) : Number(process.env.IRLENS_DNNL === '1')\")"
+  },
   "targets": [
     {
       "target_name": "irlens_native",
@@ -8,7 +11,10 @@
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions"],
       "cflags_cc": ["-O3", "-march=native", "-fopenmp", "-std=c++17"],
-      "libraries": ["-lopenblas", "-fopenmp"]
+      "libraries": ["-lopenblas", "-fopenmp"],
+      "conditions": [
+        ["with_dnnl==1", { "defines": ["IRLENS_HAVE_DNNL"], "libraries": ["-ldnnl"] }]
+      ]
     }
   ]
 }

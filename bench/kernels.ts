@@ -24,6 +24,7 @@ const CASES: Case[] = [
   { name: 'matMul 4096x180 x 180x540', flops: 2 * 4096 * 180 * 540, inputs: [[4096, 180], [180, 540]], run: (a, b) => tf.matMul(a, b) },
   { name: 'batchMatMul 384 x 64x30 x 30x64 (window attention)', flops: 2 * 384 * 64 * 30 * 64, inputs: [[384, 64, 30], [384, 64, 30]], run: (a, b) => tf.matMul(a, b, false, true) },
   { name: 'conv2d 3x3 128x128x48 -> 48', flops: 2 * 128 * 128 * 9 * 48 * 48, inputs: [[1, 128, 128, 48], [3, 3, 48, 48]], run: (x, f) => tf.conv2d(x as tf.Tensor4D, f as tf.Tensor4D, 1, 'same') },
+  { name: 'conv2d 3x3 128x128x128 -> 128 (MPRNet ORSNet)', flops: 2 * 128 * 128 * 9 * 128 * 128, inputs: [[1, 128, 128, 128], [3, 3, 128, 128]], run: (x, f) => tf.conv2d(x as tf.Tensor4D, f as tf.Tensor4D, 1, 'same') },
   { name: 'conv2d 1x1 128x128x48 -> 144', flops: 2 * 128 * 128 * 48 * 144, inputs: [[1, 128, 128, 48], [1, 1, 48, 144]], run: (x, f) => tf.conv2d(x as tf.Tensor4D, f as tf.Tensor4D, 1, 'same') },
   { name: 'depthwise 3x3 128x128x144', flops: 2 * 128 * 128 * 9 * 144, inputs: [[1, 128, 128, 144], [3, 3, 144, 1]], run: (x, f) => tf.depthwiseConv2d(x as tf.Tensor4D, f as tf.Tensor4D, 1, 'same') },
   { name: 'gelu 4096x360', flops: 0, inputs: [[1, 4096, 360]], run: (x) => gelu(x) },

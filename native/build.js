@@ -6,6 +6,10 @@
  * libopenblas-dev`). When any of it is missing the build is skipped or fails with a one-paragraph message and
  * this script still exits 0: irlens then runs on the wasm kernels (`irlens info` says which path is active).
  * IRLENS_SKIP_NATIVE_BUILD=1 skips the build.
+ *
+ * oneDNN (Debian/Ubuntu: `apt install libdnnl-dev`) is optional: with its header the KxK convolutions use it
+ * (binding.gyp variable with_dnnl, passed as IRLENS_DNNL); when that build or its load fails, the addon is rebuilt
+ * without it (im2col + OpenBLAS convs). IRLENS_DNNL=0 leaves it out.
  */
 'use strict';
 const { spawnSync } = require('node:child_process');
@@ -54,17 +58,38 @@ if (!haveOpenBlasHeaders()) fallback('OpenBLAS headers (cblas.h) not found');
 const gyp = nodeGyp();
 if (gyp === undefined) fallback('node-gyp not found');
 
+function haveDnnlHeaders() {
+  const dirs = ['/usr/include', '/usr/local/include', '/opt/homebrew/include'];
+  return dirs.some((d) => fs.existsSync(path.join(d, 'dnnl.hpp')));
+}
+
 const args = [gyp, 'rebuild'];
 // Offline machines: use the headers of the installed node (Debian's nodejs ships them) instead of a download.
 const prefix = path.resolve(path.dirname(process.execPath), '..');
 if (fs.existsSync(path.join(prefix, 'include', 'node', 'node_api.h'))) args.push(`--nodedir=${prefix}`);
-const build = spawnSync(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
-if (build.status !== 0) {
-  const log = `${build.stdout ?? ''}${build.stderr ?? ''}`.trim().split('\n');
-  const firstError = log.find((l) => /error|not found|No such file/i.test(l)) ?? log.at(-1) ?? String(build.error);
-  fallback(`node-gyp failed (${firstError.trim().slice(0, 200)})`);
+
+/** Builds the addon with or without oneDNN; returns why it failed, or undefined when it built and loads. */
+function build(withDnnl) {
+  const env = { ...process.env, IRLENS_DNNL: withDnnl ? '1' : '0' };
+  const run = spawnSync(process.execPath, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
+  if (run.status !== 0) {
+    const log = `${run.stdout ?? ''}${run.stderr ?? ''}`.trim().split('\n');
+    const firstError = log.find((l) => /error|not found|No such file/i.test(l)) ?? log.at(-1) ?? String(run.error);
+    return `node-gyp failed (${firstError.trim().slice(0, 200)})`;
+  }
+  // The libraries must also load at run time (libopenblas.so / libdnnl.so present, same ABI).
+  const check = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(ADDON)}).describe()`], { encoding: 'utf8' });
+  if (check.status !== 0) return `the built addon does not load (${(check.stderr || '').trim().split('\n')[0]})`;
+  return undefined;
 }
-// The library must also load at run time (libopenblas.so present, same ABI).
-const check = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(ADDON)}).describe()`], { encoding: 'utf8' });
-if (check.status !== 0) fallback(`the built addon does not load (${(check.stderr || '').trim().split('\n')[0]})`);
-note(`native kernels built (${path.relative(ROOT, ADDON)})`);
+
+const wantDnnl = process.env.IRLENS_DNNL !== '0' && haveDnnlHeaders();
+let withDnnl = wantDnnl;
+let failure = build(wantDnnl);
+if (failure !== undefined && wantDnnl) {
+  withDnnl = false;
+  note(`building with oneDNN failed: ${failure}; building without it (convs on im2col + OpenBLAS)`);
+  failure = build(false);
+}
+if (failure !== undefined) fallback(failure);
+note(`native kernels built (${path.relative(ROOT, ADDON)}, ${withDnnl ? 'oneDNN convs' : 'no oneDNN: apt install libdnnl-dev for faster convs'})`);

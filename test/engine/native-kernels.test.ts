@@ -139,6 +139,12 @@ const CONV_GRID: ConvCase[] = [
   // Large enough to run on several threads (the addon keeps products under ~4 MFLOP on one).
   { n: 1, h: 40, w: 36, ci: 24, co: 40, kh: 3, kw: 3, strides: [1, 1], dilations: [1, 1], pad: 'same' },
   { n: 2, h: 32, w: 32, ci: 48, co: 32, kh: 1, kw: 1, strides: [1, 1], dilations: [1, 1], pad: 'valid' },
+  // oneDNN's blocked-channel kernels (when the addon has them): full 16-channel blocks, ragged channel tails,
+  // strided and dilated KxK with padding on one side only.
+  { n: 1, h: 24, w: 20, ci: 64, co: 64, kh: 3, kw: 3, strides: [1, 1], dilations: [1, 1], pad: 'same' },
+  { n: 2, h: 17, w: 19, ci: 37, co: 45, kh: 3, kw: 3, strides: [1, 1], dilations: [1, 1], pad: 'same' },
+  { n: 1, h: 33, w: 31, ci: 40, co: 24, kh: 5, kw: 5, strides: [2, 2], dilations: [1, 1], pad: 'valid' },
+  { n: 1, h: 30, w: 28, ci: 33, co: 20, kh: 3, kw: 3, strides: [1, 1], dilations: [2, 2], pad: [[0, 0], [0, 3], [2, 1], [0, 0]] },
 ];
 
 const DEPTHWISE_GRID: ConvCase[] = [

@@ -19,7 +19,8 @@ export interface NativeAddon {
   gelu(heap: ArrayBuffer, params: Float64Array): void;
   geluGrad(heap: ArrayBuffer, params: Float64Array): void;
   setThreads(n: number): void;
-  describe(): { threads: number; library: string; core: string; maxThreads: number };
+  /** conv: the library of the KxK convolutions when it is not OpenBLAS im2col (oneDNN, when built with it). */
+  describe(): { threads: number; library: string; core: string; maxThreads: number; conv?: string };
 }
 
 export type ComputeKind = 'native-openblas' | 'wasm' | 'cpu' | 'tfjs-node' | 'tfjs-node-gpu';
@@ -100,9 +101,10 @@ export function nativeUnavailableReason(): string {
 /**
  * The addon's library, e.g. 'OpenBLAS 0.3.21 (Cooperlake kernels)', or undefined without the addon. OpenBLAS
  * picks its kernels for the CPU at load time unless OPENBLAS_CORETYPE says otherwise (measured here, 4096x180x540
- * sgemm on one thread: AVX-512 Cooperlake/SkylakeX ~190 GFLOP/s, AVX2 Haswell ~105), so reports name them.
+ * sgemm on one thread: AVX-512 Cooperlake/SkylakeX ~190 GFLOP/s, AVX2 Haswell ~105), so reports name them, and
+ * oneDNN when the addon was built with it for the KxK convolutions.
  */
 export function nativeLibrary(): string | undefined {
   const d = nativeAddon()?.describe();
-  return d && `${d.library.split(' ').slice(0, 2).join(' ')} (${d.core} kernels)`;
+  return d && `${d.library.split(' ').slice(0, 2).join(' ')} (${d.core} kernels)${d.conv ? `, ${d.conv} KxK convs` : ''}`;
 }
