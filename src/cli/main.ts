@@ -2,6 +2,7 @@
 /** The irlens command line: one entry, subcommands; `npm run <cmd> -- ...` reaches the same commands. */
 import { Command } from 'commander';
 import { IRLENS_VERSION } from '../version';
+import { userMessage } from '../util/errors';
 import { parseThreads, setComputeThreads } from '../engine/compute';
 import { infoCommand } from './info';
 import { modelsCommand } from './models';
@@ -34,7 +35,7 @@ export async function main(argv: string[]): Promise<number> {
     await buildProgram().parseAsync(argv);
     return 0;
   } catch (e) {
-    process.stderr.write(`irlens: error: ${(e as Error).message.split('\n')[0]}\n`);
+    process.stderr.write(`irlens: error: ${userMessage(e)}\n`);
     if (process.env.IRLENS_DEBUG) process.stderr.write(`${(e as Error).stack}\n`);
     return 1;
   }

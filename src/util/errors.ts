@@ -28,3 +28,14 @@ export async function namingAsync<T>(label: string, fn: () => Promise<T>, strip?
     throw prefixed(label, e, strip);
   }
 }
+
+/**
+ * The message a user should see for an error. The wasm backend's heap is limited to 4 GB; when a request outgrows
+ * it, emscripten aborts with "Aborted()" or a RangeError "memory access out of bounds" that says nothing useful.
+ */
+export function userMessage(e: unknown): string {
+  const msg = firstLine(e);
+  if (/^(RuntimeError: )?(Aborted\(|memory access out of bounds)/.test(msg) || msg === 'Out of memory')
+    return `the wasm backend ran out of memory (its heap holds at most 4 GB; ${msg.replace(/ Build with -sASSERTIONS.*$/, '')}): use a smaller --size/--patch, --batch or model`;
+  return msg;
+}
