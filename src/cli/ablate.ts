@@ -31,7 +31,7 @@ import { parseDegradation } from '../degradations';
 import { writeFilesAtomic } from '../util/fs';
 import { IRLENS_VERSION } from '../version';
 import { Rng } from '../util/rng';
-import { parseNonNegativeInt, parsePositiveInt, parseSize, startBackend } from './common';
+import { parseNonNegativeInt, parseNumber, parsePositiveInt, parseSize, startBackend } from './common';
 import { variantsCommand } from './ablate-variants';
 
 interface AblateOptions {
@@ -80,14 +80,6 @@ export function parseWindow(text: string): { x: number; y: number; w: number } {
   const m = /^(\d+),(\d+),(\d+)$/.exec(text.trim());
   if (!m) throw new Error(`--window: expected x,y,w (non-negative integers, output pixels), got '${text}'`);
   return { x: Number(m[1]), y: Number(m[2]), w: Number(m[3]) };
-}
-
-function positiveNumber(option: string) {
-  return (text: string): number => {
-    const v = Number(text);
-    if (text.trim() === '' || !Number.isFinite(v) || v <= 0) throw new Error(`${option}: expected a number > 0, got '${text}'`);
-    return v;
-  };
 }
 
 async function loadModel(spec: string, weights: string | undefined, json: boolean): Promise<LoadedModel & { info: WeightsInfo }> {
@@ -398,7 +390,7 @@ export function ablateCommand(): Command {
     .option('--images <n>', 'use the first N images', parsePositiveInt('--images'))
     .option('--size <HxW>', 'centre crop of the ground truth (default: the largest square <= 128 the model takes)')
     .option('--batch <n>', 'images per forward (default: all, up to 10)', parsePositiveInt('--batch'))
-    .option('--noise-sigma <x>', 'noise mode: sigma relative to the activation\'s std', positiveNumber('--noise-sigma'), 1)
+    .option('--noise-sigma <x>', 'noise mode: sigma relative to the activation\'s std', parseNumber('--noise-sigma', 0, true), 1)
     .option('--bootstrap <n>', 'bootstrap replicates of the 95% intervals', parseNonNegativeInt('--bootstrap'), 2000)
     .option('--seed <n>', 'seed of degradations, derangements, noise and bootstrap', parseNonNegativeInt('--seed'), 0)
     .option('--no-reuse', 'run every ablated forward in full (no prefix reuse)')
@@ -406,7 +398,7 @@ export function ablateCommand(): Command {
     .option('--image <file>', 'lam: the clean image (degraded by each model\'s task)')
     .option('--window <x,y,w>', 'LAM window on the output (left, top, side in output pixels)')
     .option('--fold <n>', 'LAM path steps', parsePositiveInt('--fold'), LAM_DEFAULTS.fold)
-    .option('--sigma <x>', 'LAM blur sigma of the baseline', positiveNumber('--sigma'), LAM_DEFAULTS.sigma)
+    .option('--sigma <x>', 'LAM blur sigma of the baseline', parseNumber('--sigma', 0, true), LAM_DEFAULTS.sigma)
     .option('--json', 'print the result as JSON on stdout')
     .option('--out <path>', 'base path of the reports (default: reports/ablate-<model> or reports/lam-<models>)')
     .action(async (models: string[], o: AblateOptions, cmd: Command) => {
