@@ -10,7 +10,9 @@
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions"],
-      "cflags_cc": ["-O3", "-march=native", "-fopenmp", "-std=c++17"],
+      # -fno-trapping-math: irlens never unmasks FP exceptions, so this changes no result; without it GCC keeps
+      # the GELU and other select-heavy loops scalar ("control flow in loop").
+      "cflags_cc": ["-O3", "-march=native", "-fno-trapping-math", "-fopenmp", "-std=c++17"],
       "libraries": ["-lopenblas", "-fopenmp"],
       "conditions": [
         ["with_dnnl==1", { "defines": ["IRLENS_HAVE_DNNL"], "libraries": ["-ldnnl"] }]
