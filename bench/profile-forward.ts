@@ -1,15 +1,17 @@
 /**
- * Kernel-level profile of one forward pass (model.restore) on a backend: self time per kernel name (time
+ * Kernel-level profile of one forward pass (model.restore), or with --train of one training step (the step
+ * `irlens bench --train` times: L1 loss, gradients, AdamW), on a backend: self time per kernel name (time
  * spent in kernels called from inside a kernel, e.g. irlens's composed wasm kernels, is charged to those inner
  * kernels, not twice), the heaviest kernel/shape signatures, and the tensor count across repeated forwards.
  *
- *   npx tsx bench/profile-forward.ts --model swinir-sr-x2 [--size 64x64] [--backend wasm] [--top 25] [--json FILE]
+ *   npx tsx bench/profile-forward.ts --model swinir-sr-x2 [--size 64x64] [--backend wasm] [--top 25] [--json FILE] [--train]
  *
  * Timing uses tf.profile's per-kernel wall clock (the wasm and cpu backends run kernels synchronously).
  */
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/engine/backend';
 import { createModel } from '../src/models';
+import { trainStep } from '../src/cli/bench';
 import { writeFileAtomic } from '../src/util/fs';
 
 interface Args {
@@ -19,12 +21,17 @@ interface Args {
   top: number;
   json?: string;
   task?: string;
+  train: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { model: 'swinir-sr-x2', size: [64, 64], backend: 'wasm', top: 25 };
+  const args: Args = { model: 'swinir-sr-x2', size: [64, 64], backend: 'wasm', top: 25, train: false };
   for (let i = 0; i < argv.length; i++) {
     const key = argv[i];
+    if (key === '--train') {
+      args.train = true;
+      continue;
+    }
     const value = argv[++i];
     if (value === undefined) throw new Error(`profile-forward: ${key} needs a value`);
     if (key === '--model') args.model = value;
@@ -96,7 +103,9 @@ async function main(): Promise<void> {
   const model = createModel(args.model);
   const [h, w] = args.size;
   const x = tf.randomUniform([1, h, w, model.inChannels], 0, 1, 'float32', 1) as tf.Tensor4D;
+  const trainer = args.train ? trainStep(model, model.task(args.task).name) : undefined;
   const run = async () => {
+    if (trainer) return trainer.step(x);
     const y = model.restore(x, args.task);
     await y.data();
     y.dispose();
@@ -118,7 +127,7 @@ async function main(): Promise<void> {
   const kernelMs = [...byName.values()].reduce((a, s) => a + s.selfMs, 0);
 
   const out = process.stdout;
-  out.write(`${args.model} ${h}x${w} on ${tf.getBackend()}: forward ${wallMs.toFixed(0)} ms (unprofiled), ` +
+  out.write(`${args.model} ${h}x${w} on ${tf.getBackend()}: ${args.train ? 'training step' : 'forward'} ${wallMs.toFixed(0)} ms (unprofiled), ` +
     `${profiledMs.toFixed(0)} ms profiled, kernels ${kernelMs.toFixed(0)} ms self time\n`);
   out.write(`tensors: ${tensorsAfterWarmup} after warm-up, ${tensorsAfterSecond} after a second forward\n\n`);
   out.write(`self time by kernel\n${table([...byName], kernelMs, args.top)}\n\n`);
@@ -128,6 +137,7 @@ async function main(): Promise<void> {
       model: args.model,
       size: args.size,
       backend: tf.getBackend(),
+      mode: args.train ? 'train' : 'forward',
       wallMs,
       kernelMs,
       byName: Object.fromEntries(byName),
@@ -135,6 +145,7 @@ async function main(): Promise<void> {
     };
     writeFileAtomic(args.json, `${JSON.stringify(obj, null, 2)}\n`);
   }
+  trainer?.dispose();
   x.dispose();
   model.dispose();
 }

@@ -54,7 +54,7 @@ interface BenchOptions extends ModelCliOptions {
  * One training step as irlens trains (src/pretrain/trainer.ts): L1 loss on the final output, gradients of
  * every parameter, irlens's AdamW update. The target is a fixed random image of the output's shape.
  */
-function trainStep(model: RestorationModel, task: string) {
+export function trainStep(model: RestorationModel, task: string) {
   const params = model.namedParameters().map(([name, p]) => [name, p.variable] as [string, tf.Variable]);
   const optimizer = new AdamOptimizer(params, DEFAULT_OPTIMIZER);
   let target: tf.Tensor4D | undefined;
@@ -149,18 +149,22 @@ const TINY_CONFIGS: CompareConfig[] = [
 ];
 
 /**
- * The environment of both benchmark children. The machine's OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE (if set)
- * are dropped for both, so PyTorch and irlens run the same OpenBLAS with the kernels it picks for this CPU.
+ * The environment of both benchmark children at `threads` threads. The machine's OPENBLAS_CORETYPE /
+ * OPENBLAS_L2_SIZE (if set) are dropped for both, so PyTorch and irlens run the same OpenBLAS with the kernels
+ * it picks for this CPU. OMP/OpenBLAS/MKL thread counts are pinned: torch.set_num_threads does not reach
+ * Debian's pthread OpenBLAS, whose GEMMs otherwise use every core (measured: a "1-thread" PyTorch forward of
+ * restormer 128x128 used 5.1 s of CPU in 2.5 s).
  */
-function childEnv(): NodeJS.ProcessEnv {
+function childEnv(threads: number): NodeJS.ProcessEnv {
   const env = { ...process.env };
   delete env.OPENBLAS_CORETYPE;
   delete env.OPENBLAS_L2_SIZE;
+  for (const v of ['OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS']) env[v] = String(threads);
   return env;
 }
 
-function runJson(cmd: string, args: string[], what: string): Record<string, unknown> {
-  const r = spawnSync(cmd, args, { env: childEnv(), encoding: 'utf8', maxBuffer: 64 << 20 });
+function runJson(cmd: string, args: string[], what: string, threads: number): Record<string, unknown> {
+  const r = spawnSync(cmd, args, { env: childEnv(threads), encoding: 'utf8', maxBuffer: 64 << 20 });
   const out = r.stdout ?? '';
   const line = out.includes('{') ? out.slice(out.indexOf('{'), out.lastIndexOf('}') + 1) : '';
   if (r.status !== 0 || line === '') {
@@ -180,7 +184,7 @@ interface ChildTimes {
 function irlensChild(c: CompareConfig, size: string, threads: number, train: boolean, input: string, repeat: number): ChildTimes & { path: string } {
   const args = ['--import', 'tsx', CLI_MAIN, '--backend', 'wasm', '--threads', String(threads), 'bench', '--model', c.preset, '--size', size, '--input-npy', input, '--repeat', String(repeat), '--json', '--random-init'];
   if (train) args.push('--train');
-  const r = runJson(process.execPath, args, `irlens ${c.preset}`) as unknown as BenchResult;
+  const r = runJson(process.execPath, args, `irlens ${c.preset}`, threads) as unknown as BenchResult;
   return { times: r.timesMs, cpu: r.cpuMs, path: `${r.compute.kind} (${r.compute.description})` };
 }
 
@@ -188,7 +192,7 @@ function torchChild(python: string, c: CompareConfig, size: string, threads: num
   const script = path.resolve(__dirname, '..', '..', 'bench', 'torch_bench.py');
   const args = [script, '--preset', c.preset, '--size', size, '--threads', String(threads), '--repeat', String(repeat), '--input', input];
   if (train) args.push('--train');
-  const r = runJson(python, args, `PyTorch ${c.preset}`) as { times_ms: number[]; cpu_ms: number[]; blas: string; torch: string };
+  const r = runJson(python, args, `PyTorch ${c.preset}`, threads) as { times_ms: number[]; cpu_ms: number[]; blas: string; torch: string };
   return { times: r.times_ms, cpu: r.cpu_ms, blas: `torch ${r.torch}, ${r.blas}` };
 }
 
@@ -206,6 +210,19 @@ interface CompareRow {
   cpuRatio: number;
 }
 
+/** --compare-configs: defaults, tiny, all, or a comma-separated list of their preset names. */
+function compareConfigs(text: string): CompareConfig[] {
+  const all = [...DEFAULT_CONFIGS, ...TINY_CONFIGS];
+  if (text === 'defaults') return DEFAULT_CONFIGS;
+  if (text === 'tiny') return TINY_CONFIGS;
+  if (text === 'all') return all;
+  const picked = text.split(',').map((name) => all.find((c) => c.preset === name.trim()));
+  if (picked.some((c) => c === undefined)) {
+    throw new Error(`--compare-configs: expected defaults, tiny, all or a list of ${all.map((c) => c.preset).join(', ')}; got '${text}'`);
+  }
+  return picked as CompareConfig[];
+}
+
 function parseThreadList(text: string): number[] {
   const list = text.split(',').map((t) => Number(t.trim()));
   if (list.length === 0 || list.some((t) => !Number.isInteger(t) || t < 1)) {
@@ -215,14 +232,13 @@ function parseThreadList(text: string): number[] {
 }
 
 async function compareTorch(opts: BenchOptions): Promise<void> {
-  const configs =
-    opts.compareConfigs === 'defaults' ? DEFAULT_CONFIGS : opts.compareConfigs === 'tiny' ? TINY_CONFIGS : opts.compareConfigs === 'all' ? [...DEFAULT_CONFIGS, ...TINY_CONFIGS] : undefined;
-  if (!configs) throw new Error(`--compare-configs: expected defaults, tiny or all, got '${opts.compareConfigs}'`);
+  const configs = compareConfigs(opts.compareConfigs);
   if (!fs.existsSync(opts.python)) throw new Error(`--python: ${opts.python} does not exist (Debian: apt install python3-torch)`);
   const threadList = parseThreadList(opts.compareThreads ?? [...new Set([1, computeThreads()])].join(','));
   const modes: ('forward' | 'train')[] = opts.train ? ['forward', 'train'] : ['forward'];
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'irlens-compare-'));
   const rows: CompareRow[] = [];
+  const failures: string[] = [];
   const paths = new Set<string>();
   const blas = new Set<string>();
   const load0 = os.loadavg()[0];
@@ -243,15 +259,27 @@ async function compareTorch(opts: BenchOptions): Promise<void> {
           const irlCpu: number[] = [];
           const torCpu: number[] = [];
           // Interleaved rounds: PyTorch, irlens, PyTorch, irlens..., so a load change hits both sides.
-          for (let r = 0; r < opts.rounds; r++) {
-            const t = torchChild(opts.python, c, size, threads, mode === 'train', input, opts.repeat);
-            tor.push(...t.times);
-            torCpu.push(...t.cpu);
-            blas.add(t.blas);
-            const i = irlensChild(c, size, threads, mode === 'train', input, opts.repeat);
-            irl.push(...i.times);
-            irlCpu.push(...i.cpu);
-            paths.add(i.path);
+          let failed: string | undefined;
+          for (let r = 0; r < opts.rounds && failed === undefined; r++) {
+            try {
+              const t = torchChild(opts.python, c, size, threads, mode === 'train', input, opts.repeat);
+              tor.push(...t.times);
+              torCpu.push(...t.cpu);
+              blas.add(t.blas);
+              const i = irlensChild(c, size, threads, mode === 'train', input, opts.repeat);
+              irl.push(...i.times);
+              irlCpu.push(...i.cpu);
+              paths.add(i.path);
+            } catch (e) {
+              // One config that cannot run (say, a training step that outgrows the wasm heap) is a row of the
+              // table with its reason, not the end of the run.
+              failed = (e as Error).message.replace(/^bench --compare-torch: /, '');
+            }
+          }
+          if (failed !== undefined) {
+            failures.push(`${c.preset} ${mode} ${size} ${threads}t: ${failed}`);
+            process.stderr.write(`irlens: ${c.preset} ${mode} ${size} ${threads}t: ${failed}\n`);
+            continue;
           }
           const row: CompareRow = {
             preset: c.preset,
@@ -287,10 +315,11 @@ async function compareTorch(opts: BenchOptions): Promise<void> {
     `medians of ${opts.rounds} interleaved rounds x ${opts.repeat} timed runs (after a warm-up) per side; ${os.cpus().length} cores (${os.cpus()[0]?.model ?? 'unknown CPU'}), load average ${load0.toFixed(1)} -> ${load1.toFixed(1)}`,
     ...[...paths].map((p) => `irlens: ${p}`),
     ...[...blas].map((b) => `PyTorch: ${b}`),
+    ...failures.map((f) => `no row: ${f}`),
   ];
   const text = `${table.join('\n')}\n\n${notes.map((n) => `- ${n}`).join('\n')}\n`;
   if (opts.markdown) fs.writeFileSync(opts.markdown, text);
-  if (opts.json) process.stdout.write(`${JSON.stringify({ rows, notes }, null, 2)}\n`);
+  if (opts.json) process.stdout.write(`${JSON.stringify({ rows, notes, failures }, null, 2)}\n`);
   else process.stdout.write(text);
 }
 
@@ -307,7 +336,7 @@ export function benchCommand(): Command {
     .option('--train', 'time one training step (forward, backward, AdamW update; L1 loss) instead of a forward')
     .option('--input-npy <file>', 'input image as an NCHW float .npy (instead of a seeded random one)')
     .option('--compare-torch', 'time our PyTorch reference models (test/fixtures) and irlens on the same input and threads, interleaved; prints irlens/PyTorch ratios (with --train: training steps too)')
-    .option('--compare-configs <set>', 'with --compare-torch: defaults (the four default configs), tiny, or all', 'all')
+    .option('--compare-configs <set>', 'with --compare-torch: defaults (the four default configs), tiny, all, or a comma-separated list of their presets', 'all')
     .option('--compare-threads <list>', 'with --compare-torch: thread counts, e.g. 1,2 (default: 1 and all cores)')
     .option('--rounds <n>', 'with --compare-torch: interleaved rounds per side', parsePositiveInt('--rounds'), 2)
     .option('--python <path>', 'with --compare-torch: the Python with torch', '/usr/bin/python3')
