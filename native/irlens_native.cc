@@ -319,7 +319,144 @@ bool dnnlConv(const ConvShape& s, const float* x, const float* f, float* y, int 
   stream.wait();
   return true;
 }
+
+// oneDNN memory descriptors of a convolution as TF lays it out: NHWC activations; HWIO weights, or for a
+// depthwise conv (groups = channels, co = multiplier) TF's [kh, kw, c, mult] as oneDNN's grouped
+// {g, mult, 1, kh, kw} with explicit strides. Paddings as in dnnlConv.
+struct DnnlGeometry {
+  dnnl::memory::desc src, dst, userWeights, anyWeights;
+  dnnl::memory::dims strides, dilates, padL, padR;
+};
+
+DnnlGeometry dnnlGeometry(const ConvShape& s, bool depthwise) {
+  using dnnl::memory;
+  DnnlGeometry g;
+  const int64_t outC = depthwise ? s.ci * s.co : s.co;
+  g.src = memory::desc({s.n, s.ci, s.h, s.w}, memory::data_type::f32, memory::format_tag::nhwc);
+  g.dst = memory::desc({s.n, outC, s.oh, s.ow}, memory::data_type::f32, memory::format_tag::nhwc);
+  if (depthwise) {
+    const memory::dims dims{s.ci, s.co, 1, s.kh, s.kw};
+    g.userWeights = memory::desc(dims, memory::data_type::f32, memory::dims{s.co, 1, 1, s.kw * s.ci * s.co, s.ci * s.co});
+    g.anyWeights = memory::desc(dims, memory::data_type::f32, memory::format_tag::any);
+  } else {
+    const memory::dims dims{s.co, s.ci, s.kh, s.kw};
+    g.userWeights = memory::desc(dims, memory::data_type::f32, memory::format_tag::hwio);
+    g.anyWeights = memory::desc(dims, memory::data_type::f32, memory::format_tag::any);
+  }
+  g.strides = {s.sh, s.sw};
+  g.dilates = {s.dh - 1, s.dw - 1};
+  g.padL = {s.top, s.left};
+  g.padR = {(s.oh - 1) * s.sh + (s.kh - 1) * s.dh + 1 - s.h - s.top, (s.ow - 1) * s.sw + (s.kw - 1) * s.dw + 1 - s.w - s.left};
+  return g;
+}
+
+// One cached backward primitive: data (dx from dy and weights) or weights (dW from x and dy), with the
+// reorder between TF's weight layout and the primitive's.
+struct DnnlBackward {
+  dnnl::primitive prim;
+  dnnl::memory::desc src, dst, userWeights;
+  dnnl::memory weights;  // primitive layout: the weights (data) or the weight gradient (weights)
+  dnnl::reorder reorder; // user -> primitive (data) or primitive -> user (weights)
+};
+
+enum BackwardKind { kBackwardData = 0, kBackwardWeights = 1 };
+
+// dx = conv^T(dy, f) or dW = corr(x, dy) with oneDNN; false when oneDNN has only its reference loop (or nothing)
+// for the shape: then the gradient compositions run (src/engine/wasm/conv-grads.ts on the native forward kernels).
+// Determinism: oneDNN's backward-data kernels compute each dx element on one thread; the backward-weights
+// kernels split the reduction over image rows / batch items by a partition fixed by shape and thread count and
+// add the partial sums in thread order, so results repeat bit for bit at a given thread count (tested).
+bool dnnlBackward(BackwardKind kind, const ConvShape& s, bool depthwise, const float* a, const float* b, float* out, int threads) {
+  using dnnl::memory;
+  using Key = std::tuple<int, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int>;
+  thread_local std::map<Key, std::unique_ptr<DnnlBackward>> cache;
+  thread_local std::map<Key, bool> unsupported;
+  const Key key{kind, depthwise, s.n, s.h, s.w, s.ci, s.kh, s.kw, s.co, s.oh, s.ow, s.sh, s.sw, s.dh, s.dw, s.top, s.left, threads};
+  if (unsupported.count(key)) return false;
+  omp_set_num_threads(threads);
+  auto it = cache.find(key);
+  if (it == cache.end()) {
+    if (cache.size() >= 256) cache.clear();
+    try {
+      const DnnlGeometry g = dnnlGeometry(s, depthwise);
+      auto c = std::make_unique<DnnlBackward>();
+      c->src = g.src;
+      c->dst = g.dst;
+      c->userWeights = g.userWeights;
+      const dnnl::convolution_forward::desc fd(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
+                                               g.src, g.anyWeights, g.dst, g.strides, g.dilates, g.padL, g.padR);
+      const dnnl::convolution_forward::primitive_desc fpd(fd, dnnlEngine());
+      if (kind == kBackwardData) {
+        const dnnl::convolution_backward_data::desc d(dnnl::algorithm::convolution_direct, g.src, g.anyWeights, g.dst,
+                                                      g.strides, g.dilates, g.padL, g.padR);
+        const dnnl::convolution_backward_data::primitive_desc pd(d, dnnlEngine(), fpd);
+        if (std::string(pd.impl_info_str()).rfind("ref", 0) == 0) throw dnnl::error(dnnl_unimplemented, "reference only");
+        c->prim = dnnl::convolution_backward_data(pd);
+        c->weights = memory(pd.weights_desc(), dnnlEngine());
+        c->reorder = dnnl::reorder(memory(g.userWeights, dnnlEngine(), nullptr), c->weights);
+      } else {
+        const dnnl::convolution_backward_weights::desc d(dnnl::algorithm::convolution_direct, g.src, g.anyWeights, g.dst,
+                                                         g.strides, g.dilates, g.padL, g.padR);
+        const dnnl::convolution_backward_weights::primitive_desc pd(d, dnnlEngine(), fpd);
+        if (std::string(pd.impl_info_str()).rfind("ref", 0) == 0) throw dnnl::error(dnnl_unimplemented, "reference only");
+        c->prim = dnnl::convolution_backward_weights(pd);
+        c->weights = memory(pd.diff_weights_desc(), dnnlEngine());
+        c->reorder = dnnl::reorder(c->weights, memory(g.userWeights, dnnlEngine(), nullptr));
+      }
+      it = cache.emplace(key, std::move(c)).first;
+    } catch (const dnnl::error&) {
+      unsupported[key] = true;
+      return false;
+    }
+  }
+  DnnlBackward& c = *it->second;
+  dnnl::stream stream(dnnlEngine());
+  if (kind == kBackwardData) {
+    // a = dy, b = filter, out = dx
+    memory dy(c.dst, dnnlEngine(), const_cast<float*>(a)), dx(c.src, dnnlEngine(), out);
+    memory userWeights(c.userWeights, dnnlEngine(), const_cast<float*>(b));
+    c.reorder.execute(stream, userWeights, c.weights);
+    c.prim.execute(stream, {{DNNL_ARG_DIFF_DST, dy}, {DNNL_ARG_WEIGHTS, c.weights}, {DNNL_ARG_DIFF_SRC, dx}});
+  } else {
+    // a = x, b = dy, out = dW
+    memory x(c.src, dnnlEngine(), const_cast<float*>(a)), dy(c.dst, dnnlEngine(), const_cast<float*>(b));
+    memory userWeights(c.userWeights, dnnlEngine(), out);
+    c.prim.execute(stream, {{DNNL_ARG_SRC, x}, {DNNL_ARG_DIFF_DST, dy}, {DNNL_ARG_DIFF_WEIGHTS, c.weights}});
+    c.reorder.execute(stream, c.weights, userWeights);
+  }
+  stream.wait();
+  return true;
+}
 #endif
+
+// Conv2D / depthwise gradients on oneDNN. params: 0 aOff, 1 bOff, 2 outOff, 3..17 shape (as Conv2D: the
+// forward conv's geometry; co = multiplier when depthwise), 18 kind (0 data: a = dy, b = filter, out = dx;
+// 1 weights: a = x, b = dy, out = dW), 19 depthwise. Returns false when it did not compute (no oneDNN, or only
+// oneDNN's reference loop for the shape): the caller runs the gradient composition instead.
+Napi::Value ConvBackward(const Napi::CallbackInfo& info) {
+  Args a(info);
+  const ConvShape s = convShape(a, 3);
+  const BackwardKind kind = a.i64(18) == 0 ? kBackwardData : kBackwardWeights;
+  const bool depthwise = a.i64(19) != 0;
+  const int64_t outC = depthwise ? s.ci * s.co : s.co;
+  const int64_t xCount = s.n * s.h * s.w * s.ci, dyCount = s.n * s.oh * s.ow * outC;
+  const int64_t fCount = s.kh * s.kw * s.ci * s.co;  // [kh, kw, ci, co] or depthwise [kh, kw, c, mult]
+  const float* in0 = a.f32(0, kind == kBackwardData ? dyCount : xCount);
+  const float* in1 = a.f32(1, kind == kBackwardData ? fCount : dyCount);
+  float* out = a.f32(2, kind == kBackwardData ? xCount : fCount);
+#ifdef IRLENS_HAVE_DNNL
+  if (g_dnnl && xCount > 0 && dyCount > 0 && fCount > 0) {
+    const double flops = 2.0 * s.n * s.oh * s.ow * outC * s.kh * s.kw * (depthwise ? 1 : s.ci);
+    const int threads = static_cast<int>(std::min<int64_t>(threadsFor(flops), std::max<int64_t>(s.n * s.oh, 1)));
+    return Napi::Boolean::New(info.Env(), dnnlBackward(kind, s, depthwise, in0, in1, out, threads));
+  }
+#else
+  (void)in0;
+  (void)in1;
+  (void)out;
+#endif
+  return Napi::Boolean::New(info.Env(), false);
+}
 
 // y = conv(x, f) (+ epilogue), NHWC x, HWIO f. params: 0 xOff, 1 fOff, 2 yOff, 3..17 shape, 18.. epilogue.
 Napi::Value Conv2D(const Napi::CallbackInfo& info) {
@@ -373,6 +510,38 @@ Napi::Value Conv2D(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// y[ch] = sum_t taps[t][ch] * filt[t][ch] (t in order, from 0). Channels in blocks of 32 held in four 8-lane
+// registers across all taps (GCC vector extension: it keeps a plain float array on the stack instead); the
+// remaining channels accumulate in y.
+typedef float Lanes8 __attribute__((vector_size(32)));
+inline Lanes8 load8(const float* p) {
+  Lanes8 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void depthwisePixel(const float* const* taps, const float* const* filt, int nt, int64_t c, float* __restrict y) {
+  int64_t c0 = 0;
+  for (; c0 + 32 <= c; c0 += 32) {
+    Lanes8 a0 = {}, a1 = {}, a2 = {}, a3 = {};
+    for (int t = 0; t < nt; t++) {
+      const float* xp = taps[t] + c0;
+      const float* fp = filt[t] + c0;
+      a0 += load8(xp) * load8(fp);
+      a1 += load8(xp + 8) * load8(fp + 8);
+      a2 += load8(xp + 16) * load8(fp + 16);
+      a3 += load8(xp + 24) * load8(fp + 24);
+    }
+    std::memcpy(y + c0, &a0, 32);
+    std::memcpy(y + c0 + 8, &a1, 32);
+    std::memcpy(y + c0 + 16, &a2, 32);
+    std::memcpy(y + c0 + 24, &a3, 32);
+  }
+  if (c0 == c) return;
+  std::fill(y + c0, y + c, 0.f);
+  for (int t = 0; t < nt; t++)
+    for (int64_t k = c0; k < c; k++) y[k] += taps[t][k] * filt[t][k];
+}
+
 // Depthwise: y[b, oy, ox, c*mult + q] = sum_ij x[b, iy, ix, c] f[i, j, c, q]. params as Conv2D with
 // shape field co = mult (channel multiplier); output channels ci*mult.
 Napi::Value Depthwise(const Napi::CallbackInfo& info) {
@@ -391,18 +560,40 @@ Napi::Value Depthwise(const Napi::CallbackInfo& info) {
     for (int64_t r = r0; r < r1; r++) {
       const int64_t b = r / s.oh, oy = r % s.oh;
       float* yr = y + r * s.ow * cm;
-      std::fill(yr, yr + s.ow * cm, 0.f);
-      for (int64_t i = 0; i < s.kh; i++) {
-        const int64_t iy = oy * s.sh + i * s.dh - s.top;
-        if (iy < 0 || iy >= s.h) continue;
-        const float* xrow = x + (b * s.h + iy) * s.w * c;
-        for (int64_t j = 0; j < s.kw; j++) {
-          const float* fr = f + (i * s.kw + j) * cm;
-          for (int64_t ox = 0; ox < s.ow; ox++) {
+      // One output pixel at a time. mult == 1 (up to 64 taps): channel blocks summed over all taps in registers
+      // (depthwisePixel). Every element adds its taps in (i, j) order, starting from 0, on every branch.
+      for (int64_t ox = 0; ox < s.ow; ox++) {
+        float* __restrict yp = yr + ox * cm;
+        if (mult == 1) {
+          const float* taps[64];
+          const float* filt[64];
+          int nt = 0;
+          for (int64_t i = 0; i < s.kh; i++) {
+            const int64_t iy = oy * s.sh + i * s.dh - s.top;
+            if (iy < 0 || iy >= s.h) continue;
+            for (int64_t j = 0; j < s.kw; j++) {
+              const int64_t ix = ox * s.sw + j * s.dw - s.left;
+              if (ix < 0 || ix >= s.w) continue;
+              if (nt == 64) continue;  // more than 64 taps: the loop below runs instead
+              taps[nt] = x + ((b * s.h + iy) * s.w + ix) * c;
+              filt[nt++] = f + (i * s.kw + j) * cm;
+            }
+          }
+          if (s.kh * s.kw <= 64) {
+            depthwisePixel(taps, filt, nt, c, yp);
+            continue;
+          }
+        }
+        std::fill(yp, yp + cm, 0.f);
+        for (int64_t i = 0; i < s.kh; i++) {
+          const int64_t iy = oy * s.sh + i * s.dh - s.top;
+          if (iy < 0 || iy >= s.h) continue;
+          const float* xrow = x + (b * s.h + iy) * s.w * c;
+          for (int64_t j = 0; j < s.kw; j++) {
             const int64_t ix = ox * s.sw + j * s.dw - s.left;
             if (ix < 0 || ix >= s.w) continue;
             const float* __restrict xp = xrow + ix * c;
-            float* __restrict yp = yr + ox * cm;
+            const float* __restrict fr = f + (i * s.kw + j) * cm;
             if (mult == 1) {
               for (int64_t ch = 0; ch < c; ch++) yp[ch] += xp[ch] * fr[ch];
             } else {
@@ -415,6 +606,87 @@ Napi::Value Depthwise(const Napi::CallbackInfo& info) {
       if (ep.active()) ep.apply(yr, s.ow, cm);
     }
   });
+  return info.Env().Undefined();
+}
+
+// ------------------------------------------------------------------------------------------------ copies
+
+// out[Σ i_d os_d] = in[Σ i_d is_d] over the index box `shape` (rank >= 1, strides in elements). The caller
+// (src/engine/native/kernels.ts) has merged axes that are contiguous in both. The last axis with unit strides on
+// both sides is a row copy; otherwise the last two axes are copied in 32x32 tiles, so that a transpose reads
+// and writes whole cache lines. Work is split over (outer index, tile row) units; a copy has no reduction, so the
+// result does not depend on the split.
+template <typename T>
+void copyStrided(const T* in, T* out, int rank, const int64_t* shape, const int64_t* is, const int64_t* os) {
+  const int last = rank - 1;
+  const bool rows = is[last] == 1 && os[last] == 1;
+  const int tileAxes = rows || rank == 1 ? 1 : 2;  // axes handled inside a unit
+  const int outerRank = rank - tileAxes;
+  int64_t outer = 1;
+  for (int d = 0; d < outerRank; d++) outer *= shape[d];
+  constexpr int64_t kTile = 32;
+  const int64_t a = tileAxes == 2 ? rank - 2 : last;  // the axis split into tile rows
+  const int64_t tilesA = tileAxes == 2 ? (shape[a] + kTile - 1) / kTile : 1;
+  const int64_t units = outer * tilesA;
+  int64_t total = 1;
+  for (int d = 0; d < rank; d++) total *= shape[d];
+  const int threads = static_cast<int>(std::min<int64_t>(total < (1 << 18) ? 1 : g_threads, std::max<int64_t>(units, 1)));
+  parallel(threads, [&](int t, int parts) {
+    int64_t u0, u1;
+    part(units, parts, t, &u0, &u1);
+    for (int64_t u = u0; u < u1; u++) {
+      int64_t o = u / tilesA, inBase = 0, outBase = 0;
+      for (int d = outerRank - 1; d >= 0; d--) {
+        const int64_t i = o % shape[d];
+        o /= shape[d];
+        inBase += i * is[d];
+        outBase += i * os[d];
+      }
+      if (tileAxes == 1) {
+        const int64_t n = shape[last];
+        if (rows) std::memcpy(out + outBase, in + inBase, n * sizeof(T));
+        else for (int64_t j = 0; j < n; j++) out[outBase + j * os[last]] = in[inBase + j * is[last]];
+        continue;
+      }
+      const int64_t i0 = (u % tilesA) * kTile, i1 = std::min(shape[a], i0 + kTile);
+      for (int64_t j0 = 0; j0 < shape[last]; j0 += kTile) {
+        const int64_t j1 = std::min(shape[last], j0 + kTile);
+        for (int64_t i = i0; i < i1; i++) {
+          const T* src = in + inBase + i * is[a];
+          T* dst = out + outBase + i * os[a];
+          for (int64_t j = j0; j < j1; j++) dst[j * os[last]] = src[j * is[last]];
+        }
+      }
+    }
+  });
+}
+
+// params: 0 inOff, 1 outOff, 2 bytes per element (1 or 4), 3 rank, then shape, input strides, output strides
+// (elements). Bounds: the highest index on each side must lie inside the heap.
+Napi::Value Copy(const Napi::CallbackInfo& info) {
+  Args a(info);
+  const int64_t bytes = a.i64(2), rank = a.i64(3);
+  if ((bytes != 1 && bytes != 4) || rank < 1 || rank > 8 || a.p.size() != static_cast<size_t>(4 + 3 * rank))
+    throw Napi::RangeError::New(info.Env(), "irlens native: copy expects 1- or 4-byte elements and rank 1..8");
+  int64_t shape[8], is[8], os[8], inMax = 0, outMax = 0;
+  for (int64_t d = 0; d < rank; d++) {
+    shape[d] = a.i64(4 + d);
+    is[d] = a.i64(4 + rank + d);
+    os[d] = a.i64(4 + 2 * rank + d);
+    if (shape[d] <= 0 || is[d] < 0 || os[d] < 0) return info.Env().Undefined();  // empty box (or bad strides): nothing
+    inMax += (shape[d] - 1) * is[d];
+    outMax += (shape[d] - 1) * os[d];
+  }
+  const auto view = [&](size_t k, int64_t maxIndex) -> uint8_t* {
+    const int64_t off = a.i64(k);
+    if (off < 0 || off % bytes != 0 || static_cast<uint64_t>(off) + bytes * (maxIndex + 1) > a.heapBytes)
+      throw Napi::RangeError::New(info.Env(), "irlens native: tensor offset outside the wasm heap");
+    return a.heap + off;
+  };
+  uint8_t* in = view(0, inMax);
+  uint8_t* out = view(1, outMax);
+  if (bytes == 4) copyStrided(reinterpret_cast<const float*>(in), reinterpret_cast<float*>(out), static_cast<int>(rank), shape, is, os);
+  else copyStrided(reinterpret_cast<const uint8_t*>(in), out, static_cast<int>(rank), shape, is, os);
   return info.Env().Undefined();
 }
 
@@ -435,7 +707,8 @@ constexpr float kGeluClip = 10.f;
 // (relative error < 2e-7, below float rounding of the final product).
 inline float expApprox(float z) {
   z = std::min(std::max(z, -87.f), 88.f);
-  const float n = std::nearbyint(z * 1.44269504088896341f);
+  // Round to nearest (even) by the 1.5 * 2^23 shift: plain arithmetic, so the loop vectorises; |z log2 e| < 2^22.
+  const float n = (z * 1.44269504088896341f + 12582912.f) - 12582912.f;
   const float r = (z - n * 0.693145751953125f) - n * 1.42860682030941723212e-6f;
   float p = 1.f / 720.f;
   p = p * r + 1.f / 120.f;
@@ -458,7 +731,8 @@ inline void geluTerms(float x, float* sig, float* poly, float* clipped) {
   float s = kGeluLogit[kGeluTerms - 1];
   for (int k = kGeluTerms - 2; k >= 0; k--) s = s * u + kGeluLogit[k];
   const float z = -c * s;
-  *sig = z > 88.f ? 0.f : 1.f / (1.f + expApprox(z));  // exactly 0 past e^88, as the wasm path: gelu(-large) = -0
+  const float sigmoid = 1.f / (1.f + expApprox(z));  // computed unconditionally, then selected: no branch in the loop
+  *sig = z > 88.f ? 0.f : sigmoid;                  // exactly 0 past e^88, as the wasm path: gelu(-large) = -0
   *poly = u;
   *clipped = c;
 }
@@ -537,6 +811,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("matMul", Napi::Function::New(env, MatMul));
   exports.Set("conv2d", Napi::Function::New(env, Conv2D));
   exports.Set("depthwise", Napi::Function::New(env, Depthwise));
+  exports.Set("convBackward", Napi::Function::New(env, ConvBackward));
+  exports.Set("copy", Napi::Function::New(env, Copy));
   exports.Set("gelu", Napi::Function::New(env, Gelu));
   exports.Set("geluGrad", Napi::Function::New(env, GeluGrad));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));

@@ -3,7 +3,8 @@
  * when it is built, else the wasm kernels (IRLENS_NATIVE=0 or no addon). Both paths are checked against the cpu
  * backend over fixed grids and random shapes (fast-check, fixed seed): MatMul with batch broadcasting and
  * transposes, _FusedMatMul, Conv2D / FusedConv2D (strides, dilations, same/valid/explicit pads, rounding
- * modes, bias and every fused activation), depthwise convs with channel multipliers, and gradients through them.
+ * modes, bias and every fused activation), depthwise convs with channel multipliers, their input and filter
+ * gradients (oneDNN backward primitives when the addon has oneDNN), and gradients through them.
  *
  * Tolerance: max |got - cpu| <= 1e-4 * max(1, max |cpu|), as test/engine/wasm-kernels.test.ts (float32 sums in
  * a different order). Determinism: the same inputs and thread count give bit-identical outputs.
@@ -382,11 +383,84 @@ describe(`heavy-op kernels on the wasm backend (${NATIVE_EXPECTED ? 'native' : '
     await compare([x, w, dw, m], f, 'grads');
   });
 
+  it('conv and depthwise input/filter gradients over the grids (oneDNN backward when built)', async () => {
+    const before = nativeKernelCalls();
+    const gradCase = async (c: ConvCase, depthwise: boolean) => {
+      const info = tf.backend_util.computeConv2DInfo([c.n, c.h, c.w, c.ci], [c.kh, c.kw, c.ci, c.co], c.strides, c.dilations, c.pad as 'same', c.rounding, depthwise);
+      const dy = host([info.batchSize, info.outHeight, info.outWidth, info.outChannels]);
+      const op = convOp(c, depthwise);
+      // d/dx and d/df of sum(conv(x, f) * r): the kernels' input and filter gradients with dy = r.
+      const f = (x: tf.Tensor, w: tf.Tensor, r: tf.Tensor) => tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(op(a, b) as tf.Tensor, r)))([x, w]);
+      await compare([host([c.n, c.h, c.w, c.ci]), host([c.kh, c.kw, c.ci, c.co]), dy], f, `${depthwise ? 'depthwise' : 'conv2d'} gradients ${label(c)}`);
+    };
+    // tfjs's Conv2D gradients need dilation 1.
+    for (const c of CONV_GRID) if (c.dilations[0] === 1 && c.dilations[1] === 1) await gradCase(c, false);
+    for (const c of DEPTHWISE_GRID) await gradCase(c, true);
+    const after = nativeKernelCalls();
+    const grads = ['Conv2DBackpropInput', 'Conv2DBackpropFilter', 'DepthwiseConv2dNativeBackpropInput', 'DepthwiseConv2dNativeBackpropFilter'] as const;
+    const withOneDnn = NATIVE_EXPECTED && computePath().description.includes('oneDNN');
+    for (const g of grads) {
+      const native = after[g].native - before[g].native;
+      if (withOneDnn) expect(native, `${g} computed on oneDNN`).toBeGreaterThan(0);
+      else expect(native, `${g}: no oneDNN, so the composition runs`).toBe(0);
+    }
+  });
+
+  it('Transpose, Slice and SplitV (native strided copies) match the cpu backend exactly, for every dtype', async () => {
+    const before = nativeKernelCalls();
+    const rng = fc.sample(fc.nat(1_000_000), { seed: 20261204, numRuns: 400 });
+    let k = 0;
+    const next = (n: number) => rng[k++ % rng.length] % n;
+    const exact = async (shape: number[], dtype: 'float32' | 'int32' | 'bool', f: (t: tf.Tensor) => tf.Tensor | tf.Tensor[], what: string) => {
+      const values = randomValues(shape.reduce((a, b) => a * b, 1)).map((v) => (dtype === 'float32' ? v : Math.round(v * 50)));
+      const outs = async (backend: string) => {
+        await tf.setBackend(backend);
+        const before = tf.memory().numTensors;
+        const x = tf.tensor(values, shape, dtype === 'bool' ? 'float32' : dtype);
+        const ys = tf.tidy(() => {
+          const o = f(dtype === 'bool' ? tf.greater(x, 0) : x);
+          return Array.isArray(o) ? o : [o];
+        });
+        const res = ys.map((y) => ({ shape: y.shape, dtype: y.dtype, values: Array.from(y.dataSync() as ArrayLike<number>) }));
+        tf.dispose([x, ...ys]);
+        expect(tf.memory().numTensors).toBe(before);
+        return res;
+      };
+      expect(await outs('wasm'), what).toEqual(await outs('cpu'));
+    };
+    const shapes = [[7], [3, 5], [2, 3, 4], [64, 96], [1, 33, 35], [2, 1, 3, 4], [3, 4, 1, 5, 2], [2, 3, 2, 3, 2, 3], [16384, 24], [4, 130, 70]];
+    for (const shape of shapes) {
+      for (const dtype of ['float32', 'int32', 'bool'] as const) {
+        const perm = shape.map((_, i) => i);
+        for (let i = perm.length - 1; i > 0; i--) {
+          const j = next(i + 1);
+          [perm[i], perm[j]] = [perm[j], perm[i]];
+        }
+        await exact(shape, dtype, (t) => tf.transpose(t, perm), `transpose ${dtype} ${JSON.stringify(shape)} perm ${perm}`);
+        const begin = shape.map((n) => next(n));
+        const sz = shape.map((n, d) => 1 + next(n - begin[d]));
+        await exact(shape, dtype, (t) => tf.slice(t, begin, sz), `slice ${dtype} ${JSON.stringify(shape)} ${begin} ${sz}`);
+        const axis = next(shape.length);
+        const first = next(shape[axis] + 1);
+        await exact(shape, dtype, (t) => tf.split(t, [first, shape[axis] - first], axis), `splitV ${dtype} ${JSON.stringify(shape)} axis ${axis} at ${first}`);
+      }
+    }
+    const after = nativeKernelCalls();
+    for (const g of ['Transpose', 'Slice', 'SplitV'] as const) {
+      const native = after[g].native - before[g].native;
+      if (NATIVE_EXPECTED) expect(native, `${g} on the addon`).toBeGreaterThan(0);
+      else expect(native).toBe(0);
+    }
+  });
+
   it('is deterministic: same inputs and threads give bit-identical outputs', async () => {
     const inputs = [host([1, 53, 51, 24]), host([3, 3, 24, 40]), host([3, 3, 40, 1]), host([40, 77])];
     const f = (x: tf.Tensor, w: tf.Tensor, d: tf.Tensor, m: tf.Tensor) => {
       const y = tf.depthwiseConv2d(tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 1, 'same'), d as tf.Tensor4D, 1, 'same');
-      return [y, tf.matMul(y.reshape([-1, 40]), m), tf.matMul(tf.transpose(y.reshape([-1, 40])), y.reshape([-1, 40]))];
+      const grads = tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) =>
+        tf.sum(tf.square(tf.depthwiseConv2d(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, 1, 'same'), c as tf.Tensor4D, 1, 'same'))),
+      )([x, w, d]);
+      return [y, tf.matMul(y.reshape([-1, 40]), m), tf.matMul(tf.transpose(y.reshape([-1, 40])), y.reshape([-1, 40])), ...grads];
     };
     const saved = computeThreads();
     try {

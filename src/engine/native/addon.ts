@@ -16,6 +16,10 @@ export interface NativeAddon {
   matMul(heap: ArrayBuffer, params: Float64Array, aBatchIndex: Int32Array, bBatchIndex: Int32Array): void;
   conv2d(heap: ArrayBuffer, params: Float64Array): void;
   depthwise(heap: ArrayBuffer, params: Float64Array): void;
+  /** Conv2D / depthwise input or filter gradient on oneDNN; false when it did not compute (then the composition runs). */
+  convBackward(heap: ArrayBuffer, params: Float64Array): boolean;
+  /** Strided copy inside the heap (transpose, slice, split): [inOff, outOff, bytes, rank, shape, inStrides, outStrides]. */
+  copy(heap: ArrayBuffer, params: Float64Array): void;
   gelu(heap: ArrayBuffer, params: Float64Array): void;
   geluGrad(heap: ArrayBuffer, params: Float64Array): void;
   setThreads(n: number): void;

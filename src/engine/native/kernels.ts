@@ -25,6 +25,7 @@ type Shape4 = [number, number, number, number];
 /** The parts of tfjs-backend-wasm's BackendWasm that these kernels use (the class is not exported). */
 interface WasmBackend {
   makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
+  disposeData(dataId: tf.DataId): boolean;
   dataIdMap: { get(dataId: tf.DataId): { memoryOffset: number } | undefined };
   wasm: { HEAPU8: Uint8Array };
 }
@@ -42,6 +43,13 @@ export const NATIVE_KERNELS = [
   'FusedConv2D',
   'DepthwiseConv2dNative',
   'FusedDepthwiseConv2D',
+  'Conv2DBackpropInput',
+  'Conv2DBackpropFilter',
+  'DepthwiseConv2dNativeBackpropInput',
+  'DepthwiseConv2dNativeBackpropFilter',
+  'Transpose',
+  'Slice',
+  'SplitV',
 ] as const;
 type NativeKernelName = (typeof NATIVE_KERNELS)[number];
 
@@ -208,9 +216,149 @@ function conv(addon: NativeAddon, args: KernelArgs, depthwise: boolean, fused: b
   return out;
 }
 
+// ----------------------------------------------------------------------------------------- conv gradients
+
+/**
+ * Input gradient (dy, filter -> dx) or filter gradient (x, dy -> dW) of Conv2D / DepthwiseConv2dNative on
+ * oneDNN's backward primitives. null (the composition in src/engine/wasm/conv-grads.ts runs instead) for NCHW,
+ * non-float32, empty tensors, and when the addon has no oneDNN or oneDNN only its reference loop for the shape.
+ */
+function convBackward(addon: NativeAddon, args: KernelArgs, depthwise: boolean, gradient: 'input' | 'filter'): tf.TensorInfo | null {
+  const attrs = args.attrs ?? {};
+  if (attrs.dataFormat === 'NCHW' || attrs.dataFormat === 'channelsFirst') return null;
+  const { dy } = args.inputs;
+  const other = gradient === 'input' ? args.inputs.filter : args.inputs.x;
+  if (!float32(dy, other) || dy!.shape.length !== 4 || other!.shape.length !== 4) return null;
+  const xShape = (gradient === 'input' ? attrs.inputShape : other!.shape) as Shape4 | undefined;
+  const fShape = (gradient === 'input' ? other!.shape : attrs.filterShape) as Shape4 | undefined;
+  if (!xShape || !fShape || xShape.length !== 4 || fShape.length !== 4) return null;
+  let info: tf.backend_util.Conv2DInfo;
+  try {
+    info = tf.backend_util.computeConv2DInfo(
+      xShape,
+      fShape,
+      pair(attrs.strides),
+      depthwise ? pair(attrs.dilations) : 1, // tfjs's Conv2D gradients require dilation 1
+      attrs.pad as 'same' | 'valid' | number | ExplicitPadding,
+      attrs.dimRoundingMode as 'floor' | 'round' | 'ceil' | undefined,
+      depthwise,
+      'channelsLast',
+    );
+  } catch {
+    return null;
+  }
+  if (info.outHeight !== dy!.shape[1] || info.outWidth !== dy!.shape[2] || info.outChannels !== dy!.shape[3] || info.batchSize !== dy!.shape[0]) return null;
+  if (size(xShape) === 0 || size(fShape) === 0 || size(dy!.shape) === 0) return null;
+  const out = args.backend.makeOutput(gradient === 'input' ? xShape : fShape, 'float32');
+  const params = new Float64Array([
+    offset(args.backend, gradient === 'input' ? dy! : other!),
+    offset(args.backend, gradient === 'input' ? other! : dy!),
+    offset(args.backend, out),
+    info.batchSize,
+    info.inHeight,
+    info.inWidth,
+    info.inChannels,
+    info.filterHeight,
+    info.filterWidth,
+    depthwise ? fShape[3] : info.outChannels,
+    info.outHeight,
+    info.outWidth,
+    info.strideHeight,
+    info.strideWidth,
+    info.dilationHeight,
+    info.dilationWidth,
+    info.padInfo.top,
+    info.padInfo.left,
+    gradient === 'input' ? 0 : 1,
+    depthwise ? 1 : 0,
+  ]);
+  if (addon.convBackward(args.backend.wasm.HEAPU8.buffer as ArrayBuffer, params)) return out;
+  args.backend.disposeData(out.dataId);
+  return null;
+}
+
+// ------------------------------------------------------------------------------------------------ copies
+
+/** Row-major strides (elements) of every axis, the last one included. */
+const stridesOf = (shape: readonly number[]) => (shape.length === 0 ? [] : [...tf.util.computeStrides(shape as number[]), 1]);
+
+/** Element sizes the addon's copy handles: float32/int32 (4 bytes) and bool (1 byte in the wasm heap). */
+const COPY_BYTES: Partial<Record<tf.DataType, number>> = { float32: 4, int32: 4, bool: 1 };
+
+/**
+ * Copies the box `shape` of `x` (starting at element `begin`, read with strides `inStrides`) into the
+ * contiguous `out`, after dropping size-1 axes and merging axes that are contiguous on both
+ * sides, so a slice of whole rows is one memcpy and a transpose is a tiled 2-D copy.
+ */
+function copyBox(addon: NativeAddon, backend: WasmBackend, x: tf.TensorInfo, out: tf.TensorInfo, begin: number, shape: number[], inStrides: number[]): void {
+  const os = stridesOf(shape);
+  const dims: [number, number, number][] = [];
+  shape.forEach((n, d) => {
+    if (n !== 1) dims.push([n, inStrides[d], os[d]]);
+  });
+  const merged: [number, number, number][] = [];
+  for (const [n, is, o] of dims) {
+    const prev = merged.at(-1);
+    if (prev && prev[1] === n * is && prev[2] === n * o) merged[merged.length - 1] = [prev[0] * n, is, o];
+    else merged.push([n, is, o]);
+  }
+  if (merged.length === 0) merged.push([1, 1, 1]);
+  const bytes = COPY_BYTES[x.dtype]!;
+  const params = new Float64Array([
+    offset(backend, x) + begin * bytes,
+    offset(backend, out),
+    bytes,
+    merged.length,
+    ...merged.map((m) => m[0]),
+    ...merged.map((m) => m[1]),
+    ...merged.map((m) => m[2]),
+  ]);
+  addon.copy(backend.wasm.HEAPU8.buffer as ArrayBuffer, params);
+}
+
+
+function transpose(addon: NativeAddon, args: KernelArgs): tf.TensorInfo | null {
+  const x = args.inputs.x;
+  const perm = (args.attrs?.perm ?? []) as number[];
+  if (!x || COPY_BYTES[x.dtype] === undefined || perm.length !== x.shape.length || x.shape.length > 8) return null;
+  const out = args.backend.makeOutput(perm.map((p) => x.shape[p]), x.dtype);
+  if (size(x.shape) === 0) return out;
+  const is = stridesOf(x.shape);
+  copyBox(addon, args.backend, x, out, 0, out.shape, perm.map((p) => is[p]));
+  return out;
+}
+
+function slice(addon: NativeAddon, args: KernelArgs): tf.TensorInfo | null {
+  const x = args.inputs.x;
+  if (!x || COPY_BYTES[x.dtype] === undefined || x.shape.length > 8) return null;
+  const [begin, sz] = tf.slice_util.parseSliceParams(x, args.attrs?.begin as number[], args.attrs?.size as number[]);
+  const out = args.backend.makeOutput(sz, x.dtype);
+  if (size(sz) === 0) return out;
+  const is = stridesOf(x.shape);
+  copyBox(addon, args.backend, x, out, begin.reduce((acc, b, d) => acc + b * is[d], 0), sz, is);
+  return out;
+}
+
+function splitV(addon: NativeAddon, args: KernelArgs): tf.TensorInfo[] | null {
+  const x = args.inputs.x;
+  if (!x || COPY_BYTES[x.dtype] === undefined || x.shape.length > 8) return null;
+  const axis = tf.util.parseAxisParam(args.attrs?.axis as number, x.shape)[0];
+  const sizes = tf.backend_util.prepareSplitSize(x as tf.Tensor, args.attrs?.numOrSizeSplits as number | number[], axis);
+  const is = stridesOf(x.shape);
+  let start = 0;
+  return sizes.map((s) => {
+    const shape = x.shape.slice();
+    shape[axis] = s;
+    const out = args.backend.makeOutput(shape, x.dtype);
+    if (size(shape) > 0) copyBox(addon, args.backend, x, out, start * is[axis], shape, is);
+    start += s;
+    return out;
+  });
+}
+
 // ------------------------------------------------------------------------------------------ registration
 
-type Compute = (addon: NativeAddon, args: KernelArgs) => tf.TensorInfo | null;
+type Compute = (addon: NativeAddon, args: KernelArgs) => tf.TensorInfo | tf.TensorInfo[] | null;
 
 const COMPUTE: Record<NativeKernelName, Compute> = {
   BatchMatMul: (addon, args) => matMul(addon, args, false),
@@ -219,6 +367,13 @@ const COMPUTE: Record<NativeKernelName, Compute> = {
   FusedConv2D: (addon, args) => conv(addon, args, false, true),
   DepthwiseConv2dNative: (addon, args) => conv(addon, args, true, false),
   FusedDepthwiseConv2D: (addon, args) => conv(addon, args, true, true),
+  Conv2DBackpropInput: (addon, args) => convBackward(addon, args, false, 'input'),
+  Conv2DBackpropFilter: (addon, args) => convBackward(addon, args, false, 'filter'),
+  DepthwiseConv2dNativeBackpropInput: (addon, args) => convBackward(addon, args, true, 'input'),
+  DepthwiseConv2dNativeBackpropFilter: (addon, args) => convBackward(addon, args, true, 'filter'),
+  Transpose: transpose,
+  Slice: slice,
+  SplitV: splitV,
 };
 
 const nativeFuncs = new Set<tf.KernelFunc>();
