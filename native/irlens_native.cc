@@ -229,6 +229,8 @@ Napi::Value MatMul(const Napi::CallbackInfo& info) {
 
 // ------------------------------------------------------------------------------------------------ conv
 
+enum BackwardKind { kBackwardData = 0, kBackwardWeights = 1 };
+
 struct ConvShape {
   int64_t n, h, w, ci, kh, kw, co, oh, ow, sh, sw, dh, dw, top, left;
 };
@@ -258,67 +260,62 @@ void im2col(const float* x, const ConvShape& s, int64_t r0, int64_t r1, float* o
 }
 
 #ifdef IRLENS_HAVE_DNNL
-// One cached oneDNN convolution: the primitive, and the reorder of HWIO weights into its layout.
-struct DnnlConv {
-  dnnl::convolution_forward conv;
-  dnnl::memory::desc src, dst, userWeights;
-  dnnl::memory weights;  // in the primitive's layout, owned by oneDNN
-  dnnl::reorder toWeights;
-};
-
 dnnl::engine& dnnlEngine() {
   static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
   return eng;
 }
 
-// Computes y = conv(x, f) with oneDNN; false when oneDNN has no implementation for the shape (then im2col runs).
-// oneDNN's OpenMP regions use the calling thread's omp max-threads, so it is set to `threads` for both the
-// primitive's creation (its work split depends on it) and its execution. Each oneDNN forward output element is
-// reduced by one thread in a fixed order, so the same inputs and thread count give bit-identical results.
-bool dnnlConv(const ConvShape& s, const float* x, const float* f, float* y, int threads) {
-  using dnnl::memory;
-  using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int>;
-  // thread_local: Node worker threads may each load the addon's functions; they never share a cache entry.
-  thread_local std::map<Key, std::unique_ptr<DnnlConv>> cache;
-  thread_local std::map<Key, bool> unsupported;
-  const Key key{s.n, s.h, s.w, s.ci, s.kh, s.kw, s.co, s.oh, s.ow, s.sh, s.sw, s.dh, s.dw, s.top, s.left, threads};
-  if (unsupported.count(key)) return false;
-  omp_set_num_threads(threads);
-  auto it = cache.find(key);
-  if (it == cache.end()) {
-    if (cache.size() >= 256) cache.clear();  // bounded: each entry holds a weights buffer (many input sizes)
-    try {
-      auto c = std::make_unique<DnnlConv>();
-      const memory::dims pad_l{s.top, s.left};
-      // Right/bottom padding that makes oneDNN's output size equal TF's (may be negative for 'valid' remainders).
-      const memory::dims pad_r{(s.oh - 1) * s.sh + (s.kh - 1) * s.dh + 1 - s.h - s.top,
-                               (s.ow - 1) * s.sw + (s.kw - 1) * s.dw + 1 - s.w - s.left};
-      c->src = memory::desc({s.n, s.ci, s.h, s.w}, memory::data_type::f32, memory::format_tag::nhwc);
-      c->dst = memory::desc({s.n, s.co, s.oh, s.ow}, memory::data_type::f32, memory::format_tag::nhwc);
-      c->userWeights = memory::desc({s.co, s.ci, s.kh, s.kw}, memory::data_type::f32, memory::format_tag::hwio);
-      const memory::desc anyWeights({s.co, s.ci, s.kh, s.kw}, memory::data_type::f32, memory::format_tag::any);
-      const dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
-                                              c->src, anyWeights, c->dst, {s.sh, s.sw}, {s.dh - 1, s.dw - 1}, pad_l,
-                                              pad_r);
-      const dnnl::convolution_forward::primitive_desc pd(d, dnnlEngine());
-      c->conv = dnnl::convolution_forward(pd);
-      c->weights = memory(pd.weights_desc(), dnnlEngine());
-      c->toWeights = dnnl::reorder(memory(c->userWeights, dnnlEngine(), nullptr), c->weights);
-      it = cache.emplace(key, std::move(c)).first;
-    } catch (const dnnl::error&) {
-      unsupported[key] = true;
-      return false;
-    }
-  }
-  DnnlConv& c = *it->second;
-  dnnl::stream stream(dnnlEngine());
-  memory src(c.src, dnnlEngine(), const_cast<float*>(x)), dst(c.dst, dnnlEngine(), y);
-  memory userWeights(c.userWeights, dnnlEngine(), const_cast<float*>(f));
-  c.toWeights.execute(stream, userWeights, c.weights);
-  c.conv.execute(stream, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, c.weights}, {DNNL_ARG_DST, dst}});
-  stream.wait();
-  return true;
+// Activations in oneDNN's blocked layouts (nChw8c / nChw16c, as PyTorch's mkldnn convs run them) instead of
+// NHWC: the jit:avx2 3x3 conv [1,128,128,128] runs in ~65 ms instead of ~95 ms on one core here, for two reorders
+// of a few ms. IRLENS_ONEDNN_BLOCKED=0 keeps NHWC (A/B measurements).
+bool g_dnnlBlocked = true;
+
+// Scratch for activations reordered into a primitive's layout: one growing buffer per role and thread, so the
+// primitive cache does not hold activation-sized memory per shape.
+float* scratch(int role, size_t bytes) {
+  thread_local std::vector<float> buffers[3];
+  std::vector<float>& b = buffers[role];
+  if (b.size() * sizeof(float) < bytes) b.resize((bytes + sizeof(float) - 1) / sizeof(float));
+  return b.data();
 }
+
+// An activation as the primitive wants it: the user's NHWC memory itself, or a scratch copy in the primitive's
+// layout with the reorder between them.
+struct Staged {
+  dnnl::memory::desc user, prim;
+  bool reordered = false;
+  dnnl::reorder toPrim, fromPrim;
+
+  Staged() = default;
+  Staged(const dnnl::memory::desc& u, const dnnl::memory::desc& p, bool input) : user(u), prim(p), reordered(u != p) {
+    if (!reordered) return;
+    const dnnl::memory a(u, dnnlEngine(), nullptr), b(p, dnnlEngine(), nullptr);
+    if (input) toPrim = dnnl::reorder(a, b);
+    else fromPrim = dnnl::reorder(b, a);
+  }
+  // The memory the primitive reads (an input: reordered from `data` now) or writes (an output: call finish()).
+  dnnl::memory bind(dnnl::stream& stream, float* data, int role) const {
+    dnnl::memory u(user, dnnlEngine(), data);
+    if (!reordered) return u;
+    dnnl::memory p(prim, dnnlEngine(), scratch(role, prim.get_size()));
+    if (toPrim) toPrim.execute(stream, u, p);
+    return p;
+  }
+  void finish(dnnl::stream& stream, dnnl::memory& p, float* data) const {
+    dnnl::memory u(user, dnnlEngine(), data);
+    if (reordered) fromPrim.execute(stream, p, u);
+  }
+};
+
+// One cached oneDNN forward convolution: the primitive, its activations' staging and the reorder of HWIO
+// weights into its layout.
+struct DnnlConv {
+  dnnl::convolution_forward conv;
+  Staged src, dst;
+  dnnl::memory::desc userWeights;
+  dnnl::memory weights;  // in the primitive's layout, owned by oneDNN
+  dnnl::reorder toWeights;
+};
 
 // oneDNN memory descriptors of a convolution as TF lays it out: NHWC activations; HWIO weights, or for a
 // depthwise conv (groups = channels, co = multiplier) TF's [kh, kw, c, mult] as oneDNN's grouped
@@ -350,16 +347,63 @@ DnnlGeometry dnnlGeometry(const ConvShape& s, bool depthwise) {
   return g;
 }
 
+// Computes y = conv(x, f) with oneDNN; false when oneDNN has no implementation for the shape (then im2col runs).
+// oneDNN's OpenMP regions use the calling thread's omp max-threads, so it is set to `threads` for both the
+// primitive's creation (its work split depends on it) and its execution. Each oneDNN forward output element is
+// reduced by one thread in a fixed order, so the same inputs and thread count give bit-identical results.
+bool dnnlConv(const ConvShape& s, const float* x, const float* f, float* y, int threads) {
+  using dnnl::memory;
+  using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int>;
+  // thread_local: Node worker threads may each load the addon's functions; they never share a cache entry.
+  thread_local std::map<Key, std::unique_ptr<DnnlConv>> cache;
+  thread_local std::map<Key, bool> unsupported;
+  const Key key{s.n, s.h, s.w, s.ci, s.kh, s.kw, s.co, s.oh, s.ow, s.sh, s.sw, s.dh, s.dw, s.top, s.left, threads};
+  if (unsupported.count(key)) return false;
+  omp_set_num_threads(threads);
+  auto it = cache.find(key);
+  if (it == cache.end()) {
+    if (cache.size() >= 256) cache.clear();  // bounded: each entry holds a weights buffer (many input sizes)
+    try {
+      const DnnlGeometry g = dnnlGeometry(s, false);
+      const memory::desc anySrc = g_dnnlBlocked ? memory::desc(g.src.dims(), memory::data_type::f32, memory::format_tag::any) : g.src;
+      const memory::desc anyDst = g_dnnlBlocked ? memory::desc(g.dst.dims(), memory::data_type::f32, memory::format_tag::any) : g.dst;
+      const dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+                                              anySrc, g.anyWeights, anyDst, g.strides, g.dilates, g.padL, g.padR);
+      const dnnl::convolution_forward::primitive_desc pd(d, dnnlEngine());
+      auto c = std::make_unique<DnnlConv>();
+      c->conv = dnnl::convolution_forward(pd);
+      c->src = Staged(g.src, pd.src_desc(), true);
+      c->dst = Staged(g.dst, pd.dst_desc(), false);
+      c->userWeights = g.userWeights;
+      c->weights = memory(pd.weights_desc(), dnnlEngine());
+      c->toWeights = dnnl::reorder(memory(c->userWeights, dnnlEngine(), nullptr), c->weights);
+      it = cache.emplace(key, std::move(c)).first;
+    } catch (const dnnl::error&) {
+      unsupported[key] = true;
+      return false;
+    }
+  }
+  DnnlConv& c = *it->second;
+  dnnl::stream stream(dnnlEngine());
+  memory src = c.src.bind(stream, const_cast<float*>(x), 0);
+  memory dst = c.dst.bind(stream, y, 1);
+  memory userWeights(c.userWeights, dnnlEngine(), const_cast<float*>(f));
+  c.toWeights.execute(stream, userWeights, c.weights);
+  c.conv.execute(stream, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, c.weights}, {DNNL_ARG_DST, dst}});
+  c.dst.finish(stream, dst, y);
+  stream.wait();
+  return true;
+}
+
 // One cached backward primitive: data (dx from dy and weights) or weights (dW from x and dy), with the
 // reorder between TF's weight layout and the primitive's.
 struct DnnlBackward {
   dnnl::primitive prim;
-  dnnl::memory::desc src, dst, userWeights;
+  Staged src, dst;  // x or dx, dy: in the primitive's layouts (blocked, as the forward)
+  dnnl::memory::desc userWeights;
   dnnl::memory weights;  // primitive layout: the weights (data) or the weight gradient (weights)
   dnnl::reorder reorder; // user -> primitive (data) or primitive -> user (weights)
 };
-
-enum BackwardKind { kBackwardData = 0, kBackwardWeights = 1 };
 
 // dx = conv^T(dy, f) or dW = corr(x, dy) with oneDNN; false when oneDNN has only its reference loop (or nothing)
 // for the shape: then the gradient compositions run (src/engine/wasm/conv-grads.ts on the native forward kernels).
@@ -380,26 +424,30 @@ bool dnnlBackward(BackwardKind kind, const ConvShape& s, bool depthwise, const f
     try {
       const DnnlGeometry g = dnnlGeometry(s, depthwise);
       auto c = std::make_unique<DnnlBackward>();
-      c->src = g.src;
-      c->dst = g.dst;
       c->userWeights = g.userWeights;
+      const memory::desc anySrc = g_dnnlBlocked ? memory::desc(g.src.dims(), memory::data_type::f32, memory::format_tag::any) : g.src;
+      const memory::desc anyDst = g_dnnlBlocked ? memory::desc(g.dst.dims(), memory::data_type::f32, memory::format_tag::any) : g.dst;
       const dnnl::convolution_forward::desc fd(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
-                                               g.src, g.anyWeights, g.dst, g.strides, g.dilates, g.padL, g.padR);
+                                               anySrc, g.anyWeights, anyDst, g.strides, g.dilates, g.padL, g.padR);
       const dnnl::convolution_forward::primitive_desc fpd(fd, dnnlEngine());
       if (kind == kBackwardData) {
-        const dnnl::convolution_backward_data::desc d(dnnl::algorithm::convolution_direct, g.src, g.anyWeights, g.dst,
+        const dnnl::convolution_backward_data::desc d(dnnl::algorithm::convolution_direct, anySrc, g.anyWeights, anyDst,
                                                       g.strides, g.dilates, g.padL, g.padR);
         const dnnl::convolution_backward_data::primitive_desc pd(d, dnnlEngine(), fpd);
         if (std::string(pd.impl_info_str()).rfind("ref", 0) == 0) throw dnnl::error(dnnl_unimplemented, "reference only");
         c->prim = dnnl::convolution_backward_data(pd);
+        c->src = Staged(g.src, pd.diff_src_desc(), false);
+        c->dst = Staged(g.dst, pd.diff_dst_desc(), true);
         c->weights = memory(pd.weights_desc(), dnnlEngine());
         c->reorder = dnnl::reorder(memory(g.userWeights, dnnlEngine(), nullptr), c->weights);
       } else {
-        const dnnl::convolution_backward_weights::desc d(dnnl::algorithm::convolution_direct, g.src, g.anyWeights, g.dst,
+        const dnnl::convolution_backward_weights::desc d(dnnl::algorithm::convolution_direct, anySrc, g.anyWeights, anyDst,
                                                          g.strides, g.dilates, g.padL, g.padR);
         const dnnl::convolution_backward_weights::primitive_desc pd(d, dnnlEngine(), fpd);
         if (std::string(pd.impl_info_str()).rfind("ref", 0) == 0) throw dnnl::error(dnnl_unimplemented, "reference only");
         c->prim = dnnl::convolution_backward_weights(pd);
+        c->src = Staged(g.src, pd.src_desc(), true);
+        c->dst = Staged(g.dst, pd.diff_dst_desc(), true);
         c->weights = memory(pd.diff_weights_desc(), dnnlEngine());
         c->reorder = dnnl::reorder(c->weights, memory(g.userWeights, dnnlEngine(), nullptr));
       }
@@ -413,13 +461,16 @@ bool dnnlBackward(BackwardKind kind, const ConvShape& s, bool depthwise, const f
   dnnl::stream stream(dnnlEngine());
   if (kind == kBackwardData) {
     // a = dy, b = filter, out = dx
-    memory dy(c.dst, dnnlEngine(), const_cast<float*>(a)), dx(c.src, dnnlEngine(), out);
+    memory dy = c.dst.bind(stream, const_cast<float*>(a), 0);
+    memory dx = c.src.bind(stream, out, 1);
     memory userWeights(c.userWeights, dnnlEngine(), const_cast<float*>(b));
     c.reorder.execute(stream, userWeights, c.weights);
     c.prim.execute(stream, {{DNNL_ARG_DIFF_DST, dy}, {DNNL_ARG_WEIGHTS, c.weights}, {DNNL_ARG_DIFF_SRC, dx}});
+    c.src.finish(stream, dx, out);
   } else {
     // a = x, b = dy, out = dW
-    memory x(c.src, dnnlEngine(), const_cast<float*>(a)), dy(c.dst, dnnlEngine(), const_cast<float*>(b));
+    memory x = c.src.bind(stream, const_cast<float*>(a), 0);
+    memory dy = c.dst.bind(stream, const_cast<float*>(b), 1);
     memory userWeights(c.userWeights, dnnlEngine(), out);
     c.prim.execute(stream, {{DNNL_ARG_SRC, x}, {DNNL_ARG_DIFF_DST, dy}, {DNNL_ARG_DIFF_WEIGHTS, c.weights}});
     c.reorder.execute(stream, c.weights, userWeights);
@@ -781,6 +832,163 @@ Napi::Value GeluGrad(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// ------------------------------------------------------------------------------------------- LayerNorm
+
+// Mean and 1/sqrt(biased variance + eps) of one row, accumulated in double.
+inline void rowMoments(const float* x, int64_t n, double eps, double* mean, double* rstd) {
+  double sum = 0;
+  for (int64_t i = 0; i < n; i++) sum += x[i];
+  const double mu = sum / n;
+  double sq = 0;
+  for (int64_t i = 0; i < n; i++) {
+    const double d = x[i] - mu;
+    sq += d * d;
+  }
+  *mean = mu;
+  *rstd = 1.0 / std::sqrt(sq / n + eps);
+}
+
+// y = (x - mean) * rstd * w + b over rows of n (nn.LayerNorm; centred = 1), or y = x * rstd * w (Restormer's
+// BiasFree_LayerNorm, whose variance is still mean-centred; centred = 0). params: 0 xOff, 1 wOff, 2 bOff (-1:
+// none), 3 yOff, 4 rows, 5 n, 6 eps, 7 centred.
+Napi::Value LayerNorm(const Napi::CallbackInfo& info) {
+  Args a(info);
+  const int64_t rows = a.i64(4), n = a.i64(5);
+  const double eps = a.p.at(6);
+  const bool centred = a.i64(7) != 0;
+  const float* x = a.f32(0, rows * n);
+  const float* w = a.f32(1, n);
+  const float* b = a.i64(2) >= 0 ? a.f32(2, n) : nullptr;
+  float* y = a.f32(3, rows * n);
+  const int threads = static_cast<int>(std::min<int64_t>(rows * n < (1 << 16) ? 1 : g_threads, std::max<int64_t>(rows, 1)));
+  parallel(threads, [&](int t, int parts) {
+    int64_t r0, r1;
+    part(rows, parts, t, &r0, &r1);
+    for (int64_t r = r0; r < r1; r++) {
+      const float* xr = x + r * n;
+      float* yr = y + r * n;
+      double mean, rstd;
+      rowMoments(xr, n, eps, &mean, &rstd);
+      const float m = centred ? static_cast<float>(mean) : 0.f, s = static_cast<float>(rstd);
+      if (b) for (int64_t i = 0; i < n; i++) yr[i] = (xr[i] - m) * s * w[i] + b[i];
+      else for (int64_t i = 0; i < n; i++) yr[i] = (xr[i] - m) * s * w[i];
+    }
+  });
+  return info.Env().Undefined();
+}
+
+// Gradients of LayerNorm: dx, dw and db (db only when dbOff >= 0). With g = dy * w, r = rstd, xc = x - mean:
+//   centred:   xhat = xc r,  dx = r (g - mean(g) - xhat mean(g xhat)),  dw = sum dy xhat,  db = sum dy
+//   BiasFree:  y = x r w,    dx = r g - r^3 xc mean(g x),              dw = sum dy x r
+// dw/db are sums over rows: each thread sums a fixed contiguous block of rows in double, and the blocks are added
+// in thread order, so a thread count gives the same bits every time. params: 0 dyOff, 1 xOff, 2 wOff, 3 dxOff,
+// 4 dwOff, 5 dbOff (-1: none), 6 rows, 7 n, 8 eps, 9 centred.
+Napi::Value LayerNormGrad(const Napi::CallbackInfo& info) {
+  Args a(info);
+  const int64_t rows = a.i64(6), n = a.i64(7);
+  const double eps = a.p.at(8);
+  const bool centred = a.i64(9) != 0;
+  const float* dy = a.f32(0, rows * n);
+  const float* x = a.f32(1, rows * n);
+  const float* w = a.f32(2, n);
+  float* dx = a.f32(3, rows * n);
+  float* dw = a.f32(4, n);
+  float* db = a.i64(5) >= 0 ? a.f32(5, n) : nullptr;
+  const int threads = static_cast<int>(std::min<int64_t>(rows * n < (1 << 16) ? 1 : g_threads, std::max<int64_t>(rows, 1)));
+  std::vector<double> partW(static_cast<size_t>(threads * n), 0.0), partB(static_cast<size_t>(threads * n), 0.0);
+  parallel(threads, [&](int t, int parts) {
+    int64_t r0, r1;
+    part(rows, parts, t, &r0, &r1);
+    double* pw = partW.data() + t * n;
+    double* pb = partB.data() + t * n;
+    for (int64_t r = r0; r < r1; r++) {
+      const float* xr = x + r * n;
+      const float* gr = dy + r * n;
+      float* dxr = dx + r * n;
+      double mean, rstd;
+      rowMoments(xr, n, eps, &mean, &rstd);
+      double sg = 0, sgx = 0;  // sum g, sum g * (xhat or x)
+      for (int64_t i = 0; i < n; i++) {
+        const double g = static_cast<double>(gr[i]) * w[i];
+        const double xi = centred ? (xr[i] - mean) * rstd : xr[i];
+        sg += g;
+        sgx += g * xi;
+        pw[i] += static_cast<double>(gr[i]) * (centred ? xi : xi * rstd);
+        pb[i] += gr[i];
+      }
+      const double mg = sg / n, mgx = sgx / n;
+      for (int64_t i = 0; i < n; i++) {
+        const double g = static_cast<double>(gr[i]) * w[i];
+        const double xc = xr[i] - mean;
+        dxr[i] = static_cast<float>(centred ? rstd * (g - mg - xc * rstd * mgx) : rstd * g - rstd * rstd * rstd * xc * mgx);
+      }
+    }
+  });
+  for (int64_t i = 0; i < n; i++) {
+    double sw = 0, sb = 0;
+    for (int t = 0; t < threads; t++) {
+      sw += partW[t * n + i];
+      sb += partB[t * n + i];
+    }
+    dw[i] = static_cast<float>(sw);
+    if (db) db[i] = static_cast<float>(sb);
+  }
+  return info.Env().Undefined();
+}
+
+// ------------------------------------------------------------------------------------------------ Adam
+
+// The constants of an Adam/AdamW update, each rounded to float32 as a tfjs scalar is.
+struct AdamConstants {
+  float decay, l2, b1, b1c, b2, b2c, bc2, eps, step;
+  bool hasDecay, decoupled;
+};
+
+// Elements [i0, i1) of one update: the same float32 operations in the same order as the tf-op composition
+// (src/engine/wasm/adam-step.ts), with FMA contraction off for this function only, so both paths give the same bits.
+__attribute__((optimize("fp-contract=off"))) void adamRange(const AdamConstants& k, const float* p, const float* m, const float* v,
+                                                             const float* g, float* pOut, float* mOut, float* vOut, int64_t i0, int64_t i1) {
+  for (int64_t i = i0; i < i1; i++) {
+    float pi = p[i], gi = g[i];
+    if (k.hasDecay) {
+      if (k.decoupled) pi = pi * k.decay;
+      else gi = gi + p[i] * k.l2;
+    }
+    const float mi = m[i] * k.b1 + gi * k.b1c;
+    const float vi = v[i] * k.b2 + (gi * gi) * k.b2c;
+    const float denom = std::sqrt(vi) / k.bc2 + k.eps;
+    pOut[i] = pi - (mi / denom) * k.step;
+    mOut[i] = mi;
+    vOut[i] = vi;
+  }
+}
+
+// One Adam/AdamW update. params: 0 pOff, 1 mOff, 2 vOff, 3 gOff, 4 pOut, 5 mOut, 6 vOut, 7 count, 8 lr, 9 beta1,
+// 10 beta2, 11 eps, 12 weightDecay, 13 decoupled, 14 bc1, 15 bc2Sqrt.
+Napi::Value AdamStep(const Napi::CallbackInfo& info) {
+  Args a(info);
+  const int64_t n = a.i64(7);
+  const float* p = a.f32(0, n);
+  const float* m = a.f32(1, n);
+  const float* v = a.f32(2, n);
+  const float* g = a.f32(3, n);
+  float* pOut = a.f32(4, n);
+  float* mOut = a.f32(5, n);
+  float* vOut = a.f32(6, n);
+  const double lr = a.p.at(8), b1 = a.p.at(9), b2 = a.p.at(10), eps = a.p.at(11), wd = a.p.at(12);
+  const AdamConstants k{static_cast<float>(1 - lr * wd), static_cast<float>(wd), static_cast<float>(b1),
+                        static_cast<float>(1 - b1), static_cast<float>(b2), static_cast<float>(1 - b2),
+                        static_cast<float>(a.p.at(15)), static_cast<float>(eps), static_cast<float>(lr / a.p.at(14)),
+                        wd != 0, a.i64(13) != 0};
+  const int threads = static_cast<int>(std::min<int64_t>(n < (1 << 16) ? 1 : g_threads, std::max<int64_t>(n, 1)));
+  parallel(threads, [&](int t, int parts) {
+    int64_t i0, i1;
+    part(n, parts, t, &i0, &i1);
+    adamRange(k, p, m, v, g, pOut, mOut, vOut, i0, i1);
+  });
+  return info.Env().Undefined();
+}
+
 // ---------------------------------------------------------------------------------------------- control
 
 Napi::Value SetThreads(const Napi::CallbackInfo& info) {
@@ -808,11 +1016,18 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   g_threads = std::max(1, omp_get_num_procs());
   const char* dnnlFlag = std::getenv("IRLENS_ONEDNN");
   g_dnnl = dnnlFlag == nullptr || std::string(dnnlFlag) != "0";
+#ifdef IRLENS_HAVE_DNNL
+  const char* blockedFlag = std::getenv("IRLENS_ONEDNN_BLOCKED");
+  g_dnnlBlocked = blockedFlag == nullptr || std::string(blockedFlag) != "0";
+#endif
   exports.Set("matMul", Napi::Function::New(env, MatMul));
   exports.Set("conv2d", Napi::Function::New(env, Conv2D));
   exports.Set("depthwise", Napi::Function::New(env, Depthwise));
   exports.Set("convBackward", Napi::Function::New(env, ConvBackward));
   exports.Set("copy", Napi::Function::New(env, Copy));
+  exports.Set("layerNorm", Napi::Function::New(env, LayerNorm));
+  exports.Set("layerNormGrad", Napi::Function::New(env, LayerNormGrad));
+  exports.Set("adamStep", Napi::Function::New(env, AdamStep));
   exports.Set("gelu", Napi::Function::New(env, Gelu));
   exports.Set("geluGrad", Napi::Function::New(env, GeluGrad));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));

@@ -4,6 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { gelu } from '../engine/wasm/gelu';
+import { layerNorm } from '../engine/wasm/layer-norm';
 import { currentHookContext } from './hook-context';
 import { Init, Module } from './module';
 
@@ -135,11 +136,7 @@ export class LayerNorm extends Module {
   }
 
   forward(x: tf.Tensor): tf.Tensor {
-    return tf.tidy(() => {
-      const { mean, variance } = tf.moments(x, -1, true);
-      const y = tf.mul(tf.div(tf.sub(x, mean), tf.sqrt(tf.add(variance, this.eps))), this.weight);
-      return this.bias ? tf.add(y, this.bias) : y;
-    });
+    return layerNorm(x, this.weight, this.bias, { eps: this.eps, centred: true });
   }
 }
 
@@ -170,6 +167,8 @@ export class Lambda extends Module {
 
 // Exact GELU (fused native kernel, vectorised wasm composition or tf.erf) lives in src/engine/wasm/gelu.ts.
 export { gelu };
+// LayerNorm's arithmetic (one fused native kernel each way, or tf ops) lives in src/engine/wasm/layer-norm.ts.
+export { layerNorm };
 
 export const ReLU = () => new Lambda('ReLU', (x) => tf.relu(x));
 export const GELU = () => new Lambda('GELU', gelu);

@@ -13,7 +13,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { Module, Sequential } from './module';
-import { Conv2d, gelu, HookPoint, LayerNorm, PixelShuffle, PixelUnshuffle } from './layers';
+import { Conv2d, gelu, HookPoint, LayerNorm, layerNorm, PixelShuffle, PixelUnshuffle } from './layers';
 import { PaddingRule, RestorationModel, TaskSpec } from './model';
 import { type Config, registerFamily, sameSizeOnly, withoutDefaultSwitches } from './family';
 
@@ -77,10 +77,7 @@ export class BiasFreeLayerNorm extends Module {
     this.weight = this.param('weight', [dim], { kind: 'constant', value: 1 });
   }
   forward(x: tf.Tensor): tf.Tensor {
-    return tf.tidy(() => {
-      const { variance } = tf.moments(x, -1, true);
-      return tf.mul(tf.div(x, tf.sqrt(tf.add(variance, NORM_EPS))), this.weight);
-    });
+    return layerNorm(x, this.weight, undefined, { eps: NORM_EPS, centred: false });
   }
 }
 

@@ -9,6 +9,7 @@
  * like PyTorch does for params whose .grad is None.
  */
 import * as tf from '@tensorflow/tfjs';
+import { adamStep } from '../engine/wasm/adam-step';
 
 export type OptimizerKind = 'adam' | 'adamw';
 export const OPTIMIZER_KINDS: readonly OptimizerKind[] = ['adam', 'adamw'];
@@ -71,20 +72,20 @@ export class AdamOptimizer {
       // Bias corrections in float64, passed as scalars.
       const bc1 = 1 - b1 ** s.step;
       const bc2Sqrt = Math.sqrt(1 - b2 ** s.step);
-      tf.tidy(() => {
-        let p: tf.Tensor = s.param;
-        let grad = g;
-        if (wd !== 0) {
-          if (kind === 'adamw') p = tf.mul(p, 1 - lr * wd);
-          else grad = tf.add(grad, tf.mul(p, wd));
-        }
-        const m = tf.add(tf.mul(s.expAvg, b1), tf.mul(grad, 1 - b1));
-        const vv = tf.add(tf.mul(s.expAvgSq, b2), tf.mul(tf.square(grad), 1 - b2));
-        const denom = tf.add(tf.div(tf.sqrt(vv), bc2Sqrt), eps);
-        s.param.assign(tf.sub(p, tf.mul(tf.div(m, denom), lr / bc1)));
-        s.expAvg.assign(m);
-        s.expAvgSq.assign(vv);
+      const [p, m, vv] = adamStep(s.param, s.expAvg, s.expAvgSq, g, {
+        lr,
+        beta1: b1,
+        beta2: b2,
+        eps,
+        weightDecay: wd,
+        decoupled: kind === 'adamw',
+        bc1,
+        bc2Sqrt,
       });
+      s.param.assign(p);
+      s.expAvg.assign(m);
+      s.expAvgSq.assign(vv);
+      tf.dispose([p, m, vv]);
     }
   }
 

@@ -18,6 +18,8 @@ import { initBackend } from '../../src/engine/backend';
 import { computePath, setComputeThreads, computeThreads } from '../../src/engine/compute';
 import { nativeKernelCalls, NATIVE_KERNELS } from '../../src/engine/native/kernels';
 import { gelu, GELU_GRAD_KERNEL, GELU_KERNEL } from '../../src/engine/wasm/gelu';
+import { adamStep, ADAM_STEP_KERNEL } from '../../src/engine/wasm/adam-step';
+import { layerNorm, LAYER_NORM_GRAD_KERNEL, LAYER_NORM_KERNEL } from '../../src/engine/wasm/layer-norm';
 
 const REL_TOL = 1e-4;
 const ADDON = path.resolve(__dirname, '../../build/Release/irlens_native.node');
@@ -485,6 +487,46 @@ describe(`heavy-op kernels on the wasm backend (${NATIVE_EXPECTED ? 'native' : '
     const same = await run('wasm', [x], f);
     const again = await run('wasm', [x], f);
     same.forEach((o, i) => expect(Buffer.from(again[i].values.buffer).equals(Buffer.from(o.values.buffer))).toBe(true));
+  });
+
+  it('LayerNorm (fused native kernel when built), centred and BiasFree, and its gradients match the tf-op form on cpu', async () => {
+    expect(tf.getKernel(LAYER_NORM_KERNEL, 'wasm') !== undefined).toBe(NATIVE_EXPECTED);
+    expect(tf.getKernel(LAYER_NORM_GRAD_KERNEL, 'wasm') !== undefined).toBe(NATIVE_EXPECTED);
+    // Token rows of SwinIR (180), NHWC rows of Restormer (48), a tiny row, and enough rows for several threads.
+    for (const shape of [[2, 37, 180], [1, 9, 7, 48], [5, 1], [1, 64, 64, 96]]) {
+      const n = shape.at(-1)!;
+      const x = host(shape);
+      for (let i = 0; i < x.values.length; i++) x.values[i] = x.values[i] * 3 + 0.5; // a mean away from 0
+      for (const centred of [true, false]) {
+        const withBias = centred;
+        const f = (t: tf.Tensor, w: tf.Tensor, b: tf.Tensor, r: tf.Tensor) => {
+          const op = (u: tf.Tensor, v: tf.Tensor, c: tf.Tensor) => layerNorm(u, v, withBias ? c : undefined, { eps: 1e-5, centred });
+          const loss = (u: tf.Tensor, v: tf.Tensor, c?: tf.Tensor) => tf.sum(tf.mul(op(u, v, c ?? b), r));
+          const grads = withBias ? tf.grads(loss)([t, w, b]) : tf.grads((u: tf.Tensor, v: tf.Tensor) => loss(u, v))([t, w]);
+          return [op(t, w, b), ...grads];
+        };
+        const inputs = [x, host([n]), host([n]), host(shape)];
+        await compare(inputs, f, `layerNorm ${JSON.stringify(shape)} centred ${centred}`);
+        const once = await run('wasm', inputs, f);
+        const again = await run('wasm', inputs, f);
+        once.forEach((o, i) => expect(Buffer.from(again[i].values.buffer).equals(Buffer.from(o.values.buffer)), `deterministic output ${i}`).toBe(true));
+      }
+    }
+  });
+
+  it('Adam/AdamW step (fused native kernel when built) gives the same bits as the tf-op form on cpu', async () => {
+    expect(tf.getKernel(ADAM_STEP_KERNEL, 'wasm') !== undefined).toBe(NATIVE_EXPECTED);
+    for (const count of [7, 1000, 300_000]) {
+      const inputs = [host([count]), host([count]), host([count]), host([count])];
+      for (let i = 0; i < count; i++) inputs[2].values[i] = Math.abs(inputs[2].values[i]) * 1e-3; // second moments >= 0
+      for (const [decoupled, weightDecay, step] of [[true, 1e-4, 1], [true, 0, 7], [false, 1e-2, 3]] as const) {
+        const attrs = { lr: 2e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay, decoupled, bc1: 1 - 0.9 ** step, bc2Sqrt: Math.sqrt(1 - 0.999 ** step) };
+        const f = (p: tf.Tensor, m: tf.Tensor, v: tf.Tensor, g: tf.Tensor) => adamStep(p, m, v, g, attrs);
+        const want = await run('cpu', inputs, f);
+        const got = await run('wasm', inputs, f);
+        got.forEach((o, i) => expect(Buffer.from(o.values.buffer).equals(Buffer.from(want[i].values.buffer)), `adam ${count} ${decoupled} ${weightDecay} output ${i}`).toBe(true));
+      }
+    }
   });
 
   it('lists every native kernel as registered for wasm', () => {

@@ -351,6 +351,29 @@ describe('wasm training kernels vs cpu', () => {
       expect(tf.memory().numTensors).toBe(before);
     }
   });
+
+  it('Identity (replaced: shares the data) gives independent tensors: each can be disposed alone', async () => {
+    await tf.setBackend('wasm');
+    const before = tf.memory().numTensors;
+    const x = tf.tensor2d([[1, 2], [3, 4]]);
+    const c = tf.clone(x);
+    x.dispose();
+    expect(Array.from(c.dataSync())).toEqual([1, 2, 3, 4]);
+    c.dispose();
+    tf.tidy(() => {
+      expect(Array.from(tf.clone(tf.tensor1d([true, false], 'bool')).dataSync())).toEqual([1, 0]);
+      expect(tf.clone(tf.tensor1d(['a', 'bb'])).arraySync()).toEqual(['a', 'bb']);
+    });
+    // Gradients save tensors through clones: a second backward pass still sees them.
+    const v = tf.tidy(() => tf.variable(tf.tensor1d([1, 2, 3])));
+    for (let i = 0; i < 2; i++) {
+      const { value, grads } = tf.variableGrads(() => tf.sum(tf.mul(tf.square(v), 2)), [v]);
+      expect(Array.from(grads[v.name].dataSync())).toEqual([4, 8, 12]);
+      tf.dispose([value, ...Object.values(grads)]);
+    }
+    v.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+  });
 });
 
 // ------------------------------------------------------------------------------------ gradient coverage

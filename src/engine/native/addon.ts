@@ -20,6 +20,9 @@ export interface NativeAddon {
   convBackward(heap: ArrayBuffer, params: Float64Array): boolean;
   /** Strided copy inside the heap (transpose, slice, split): [inOff, outOff, bytes, rank, shape, inStrides, outStrides]. */
   copy(heap: ArrayBuffer, params: Float64Array): void;
+  layerNorm(heap: ArrayBuffer, params: Float64Array): void;
+  layerNormGrad(heap: ArrayBuffer, params: Float64Array): void;
+  adamStep(heap: ArrayBuffer, params: Float64Array): void;
   gelu(heap: ArrayBuffer, params: Float64Array): void;
   geluGrad(heap: ArrayBuffer, params: Float64Array): void;
   setThreads(n: number): void;

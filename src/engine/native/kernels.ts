@@ -16,6 +16,8 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { adoptWasmKernel } from '../wasm-kernels';
 import { GELU_GRAD_KERNEL, GELU_KERNEL } from '../wasm/gelu';
+import { ADAM_STEP_KERNEL, type AdamStepAttrs } from '../wasm/adam-step';
+import { LAYER_NORM_GRAD_KERNEL, LAYER_NORM_KERNEL, type LayerNormAttrs } from '../wasm/layer-norm';
 import { nativeAddon, type NativeAddon } from './addon';
 
 type Attrs = Record<string, unknown>;
@@ -411,6 +413,88 @@ function registerGeluKernels(addon: NativeAddon): void {
 }
 
 /**
+ * Fused LayerNorm and its gradient (native/irlens_native.cc): one pass each way. New kernel names, so nothing
+ * falls back; src/engine/wasm/layer-norm.ts calls them when they are registered. Inputs: x [..., n], weight [n],
+ * optional bias [n]; the gradient kernel returns [dx, dweight] and dbias when there is a bias.
+ */
+function registerLayerNormKernels(addon: NativeAddon): void {
+  if (tf.getKernel(LAYER_NORM_KERNEL, 'wasm')) return;
+  const check = (ts: tf.TensorInfo[]): number => {
+    if (ts.some((t) => t.dtype !== 'float32')) throw new Error('native kernels: LayerNorm needs float32 inputs');
+    const n = ts[0].shape.at(-1) ?? 1;
+    if (ts.slice(1).some((t) => size(t.shape) !== n)) throw new Error(`native kernels: LayerNorm weight/bias must have ${n} values (the last axis of x)`);
+    return n;
+  };
+  tf.registerKernel({
+    kernelName: LAYER_NORM_KERNEL,
+    backendName: 'wasm',
+    kernelFunc: (raw) => {
+      const { inputs, backend, attrs } = raw as unknown as KernelArgs;
+      const { x, weight, bias } = inputs as Record<string, tf.TensorInfo>;
+      const { eps, centred } = attrs as unknown as LayerNormAttrs;
+      const n = check(bias ? [x, weight, bias] : [x, weight]);
+      const out = backend.makeOutput(x.shape, 'float32');
+      const rows = n === 0 ? 0 : size(x.shape) / n;
+      if (rows > 0) {
+        const params = [offset(backend, x), offset(backend, weight), bias ? offset(backend, bias) : -1, offset(backend, out), rows, n, eps, centred ? 1 : 0];
+        addon.layerNorm(backend.wasm.HEAPU8.buffer as ArrayBuffer, new Float64Array(params));
+      }
+      return out;
+    },
+  });
+  tf.registerKernel({
+    kernelName: LAYER_NORM_GRAD_KERNEL,
+    backendName: 'wasm',
+    kernelFunc: (raw) => {
+      const { inputs, backend, attrs } = raw as unknown as KernelArgs;
+      const { dy, x, weight } = inputs as Record<string, tf.TensorInfo>;
+      const { eps, centred, hasBias } = attrs as unknown as LayerNormAttrs & { hasBias: boolean };
+      const n = check([x, weight]);
+      const dx = backend.makeOutput(x.shape, 'float32');
+      const dw = backend.makeOutput(weight.shape, 'float32');
+      const db = hasBias ? backend.makeOutput(weight.shape, 'float32') : undefined;
+      const rows = n === 0 ? 0 : size(x.shape) / n;
+      const params = [offset(backend, dy), offset(backend, x), offset(backend, weight), offset(backend, dx), offset(backend, dw), db ? offset(backend, db) : -1, rows, n, eps, centred ? 1 : 0];
+      addon.layerNormGrad(backend.wasm.HEAPU8.buffer as ArrayBuffer, new Float64Array(params));
+      return db ? [dx, dw, db] : [dx, dw];
+    },
+  });
+  tf.registerGradient({
+    kernelName: LAYER_NORM_KERNEL,
+    inputsToSave: ['x', 'weight'],
+    gradFunc: (dy, saved, attrs) => {
+      const grads = tf.engine().runKernel(LAYER_NORM_GRAD_KERNEL, { dy: dy as tf.Tensor, x: saved[0], weight: saved[1] }, attrs) as tf.Tensor[];
+      const map: Record<string, () => tf.Tensor> = { x: () => grads[0], weight: () => grads[1] };
+      if (grads.length === 3) map.bias = () => grads[2];
+      return map;
+    },
+  });
+}
+
+/** Fused Adam/AdamW update (src/engine/wasm/adam-step.ts): outputs [param, expAvg, expAvgSq]. */
+function registerAdamKernel(addon: NativeAddon): void {
+  if (tf.getKernel(ADAM_STEP_KERNEL, 'wasm')) return;
+  tf.registerKernel({
+    kernelName: ADAM_STEP_KERNEL,
+    backendName: 'wasm',
+    kernelFunc: (raw) => {
+      const { inputs, backend, attrs } = raw as unknown as KernelArgs;
+      const ins = ['param', 'expAvg', 'expAvgSq', 'grad'].map((k) => inputs[k]!);
+      const n = size(ins[0].shape);
+      if (ins.some((t) => t.dtype !== 'float32' || size(t.shape) !== n)) throw new Error('native kernels: Adam step needs float32 param, moments and gradient of one size');
+      const outs = [0, 1, 2].map(() => backend.makeOutput(ins[0].shape, 'float32'));
+      const a = attrs as unknown as AdamStepAttrs;
+      if (n > 0) {
+        const params = [...ins, ...outs].map((t) => offset(backend, t));
+        params.push(n, a.lr, a.beta1, a.beta2, a.eps, a.weightDecay, a.decoupled ? 1 : 0, a.bc1, a.bc2Sqrt);
+        addon.adamStep(backend.wasm.HEAPU8.buffer as ArrayBuffer, new Float64Array(params));
+      }
+      return outs;
+    },
+  });
+}
+
+/**
  * Registers the native kernels for 'wasm' when the addon is available (after registerWasmTrainingKernels, whose
  * kernels become the fallbacks). Returns whether the native path is active. Idempotent.
  */
@@ -440,6 +524,8 @@ export function registerNativeKernels(): boolean {
     tf.registerKernel({ ...existing, kernelFunc });
   }
   registerGeluKernels(addon);
+  registerLayerNormKernels(addon);
+  registerAdamKernel(addon);
   registered = true;
   return true;
 }

@@ -11,7 +11,8 @@
  * batch > 1 (many small products) runs a plain loop at 1-3 GFLOP/s, and Slice/SplitV/Unpack copy their whole
  * input out of the wasm heap into a fresh JS array for every slice (readSync), so splitting q/k/v costs more
  * than the matMul that made them. Batched products become one grouped XNNPACK convolution (see
- * groupedMatMul); slices copy rows inside the heap (copyBox).
+ * groupedMatMul); slices copy rows inside the heap (copyBox). Identity (tfjs clones every tensor it saves for
+ * backprop through it) shares the data instead of copying it.
  *
  * Every kernel here is written in tf ops that the wasm backend runs fast (XNNPACK conv2d, depthwise conv,
  * batch-1 matMul, transposes of rank <= 4), so the heavy arithmetic stays in SIMD code. No npm package provides
@@ -45,7 +46,7 @@ const ADDED = [
   'UnsortedSegmentSum',
 ] as const;
 /** Stock wasm kernels replaced by faster compositions (the stock function stays the fallback). */
-const REPLACED = ['Conv2DBackpropInput', 'BatchMatMul', 'Slice', 'SplitV', 'Unpack'] as const;
+const REPLACED = ['Conv2DBackpropInput', 'BatchMatMul', 'Slice', 'SplitV', 'Unpack', 'Identity'] as const;
 type ReplacedName = (typeof REPLACED)[number];
 /**
  * Resize gradients replaced because the stock ones are wrong: the wasm and cpu kernels ignore
@@ -105,6 +106,17 @@ export function replacedKernel(name: ReplacedName, stock: tf.KernelConfig): tf.K
       const attrs = (args.attrs ?? {}) as Attrs;
       if (isNCHW(attrs)) return fallback(args);
       return tf.tidy(() => conv2DBackpropInput(input(args.inputs, 'dy'), input(args.inputs, 'filter'), attrs));
+    };
+  }
+  if (name === 'Identity') {
+    // The stock kernel copies the tensor; tfjs clones every tensor it saves for the backward pass through it
+    // (2680 copies, 6% of a Restormer training step at 64x64). Sharing the data with a reference count is what
+    // the wasm Reshape and the cpu Identity do: kernels never write into their inputs.
+    return (args: KernelArgs) => {
+      const x = args.inputs.x;
+      if (x === undefined || x.dtype === 'string') return fallback(args);
+      (args.backend as unknown as { incRef(dataId: tf.DataId): void }).incRef(x.dataId);
+      return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
     };
   }
   const heapKernel = heapKernels[name];
