@@ -122,21 +122,12 @@ export function relativePositionIndex(ws: number): Int32Array {
   return idx;
 }
 
-/**
- * One-hot [N*N, (2ws-1)^2] of that index. The bias table is looked up as a matMul with it because the gradient
- * of tf.gather needs UnsortedSegmentSum, which the wasm backend lacks. Cached per window size (3.7 MB for ws 8).
- */
-const oneHotCache = new Map<number, Float32Array>();
-function relativePositionOneHot(ws: number): Float32Array {
-  let m = oneHotCache.get(ws);
-  if (!m) {
-    const idx = relativePositionIndex(ws);
-    const t = (2 * ws - 1) ** 2;
-    const oneHot = new Float32Array(idx.length * t);
-    idx.forEach((k, r) => (oneHot[r * t + k] = 1));
-    oneHotCache.set(ws, (m = oneHot));
-  }
-  return m;
+/** relativePositionIndex per window size (the bias lookup reads it on every forward). */
+const indexCache = new Map<number, Int32Array>();
+function cachedRelativePositionIndex(ws: number): Int32Array {
+  let idx = indexCache.get(ws);
+  if (!idx) indexCache.set(ws, (idx = relativePositionIndex(ws)));
+  return idx;
 }
 
 class WindowAttention extends Module {
@@ -175,8 +166,9 @@ class WindowAttention extends Module {
   private relativeBias(): tf.Tensor3D {
     const ws = this.windowSize;
     const n = ws * ws;
-    const oneHot = tf.tensor2d(relativePositionOneHot(ws), [n * n, (2 * ws - 1) ** 2]);
-    const bias = tf.matMul(oneHot, this.relative_position_bias_table as tf.Tensor2D); // [N*N, heads]
+    // A gather: its gradient (UnsortedSegmentSum, src/engine/wasm/segment-sum.ts) sums [N*N, heads] rows. The
+    // one-hot matMul used before kept a 3.7 MB one-hot per block on the tape (133 MB for SwinIR-M at ws 8).
+    const bias = tf.gather(this.relative_position_bias_table, tf.tensor1d(cachedRelativePositionIndex(ws), 'int32')); // [N*N, heads]
     return tf.transpose(tf.reshape(bias, [n, n, this.numHeads]), [2, 0, 1]);
   }
 
