@@ -832,6 +832,116 @@ Napi::Value GeluGrad(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// ---------------------------------------------------------------------------------- elementwise, reduce
+
+enum BinaryOp { kAdd = 0, kSub = 1, kMul = 2, kDiv = 3 };
+
+template <int Op>
+inline float binary(float a, float b) {
+  if (Op == kAdd) return a + b;
+  if (Op == kSub) return a - b;
+  if (Op == kMul) return a * b;
+  return a / b;
+}
+
+// out[i] = a[ia] op b[ib] over the box `shape`, a and b read with strides (0 on broadcast axes), out contiguous.
+// One correctly rounded float32 operation per element, as the wasm kernels do, so the bits are the same.
+template <int Op>
+void binaryStrided(const float* a, const float* b, float* out, int rank, const int64_t* shape, const int64_t* as, const int64_t* bs) {
+  const int last = rank - 1;
+  const int64_t n = shape[last], sa = as[last], sb = bs[last];
+  int64_t rows = 1;
+  for (int d = 0; d < last; d++) rows *= shape[d];
+  const int threads = static_cast<int>(std::min<int64_t>(rows * n < (1 << 17) ? 1 : g_threads, std::max<int64_t>(rows, 1)));
+  parallel(threads, [&](int t, int parts) {
+    int64_t r0, r1;
+    part(rows, parts, t, &r0, &r1);
+    for (int64_t r = r0; r < r1; r++) {
+      int64_t o = r, ia = 0, ib = 0;
+      for (int d = last - 1; d >= 0; d--) {
+        const int64_t i = o % shape[d];
+        o /= shape[d];
+        ia += i * as[d];
+        ib += i * bs[d];
+      }
+      const float* __restrict pa = a + ia;
+      const float* __restrict pb = b + ib;
+      float* __restrict po = out + r * n;
+      if (sa == 1 && sb == 1) for (int64_t j = 0; j < n; j++) po[j] = binary<Op>(pa[j], pb[j]);
+      else if (sa == 1 && sb == 0) for (int64_t j = 0; j < n; j++) po[j] = binary<Op>(pa[j], pb[0]);
+      else if (sa == 0 && sb == 1) for (int64_t j = 0; j < n; j++) po[j] = binary<Op>(pa[0], pb[j]);
+      else for (int64_t j = 0; j < n; j++) po[j] = binary<Op>(pa[j * sa], pb[j * sb]);
+    }
+  });
+}
+
+// params: 0 aOff, 1 bOff, 2 outOff, 3 op, 4 rank, then shape, a strides, b strides (elements; the caller merged
+// axes and put 0 on broadcast ones).
+Napi::Value Binary(const Napi::CallbackInfo& info) {
+  Args a(info);
+  const int64_t op = a.i64(3), rank = a.i64(4);
+  if (op < 0 || op > 3 || rank < 1 || rank > 8 || a.p.size() != static_cast<size_t>(5 + 3 * rank))
+    throw Napi::RangeError::New(info.Env(), "irlens native: binary op expects op 0..3 and rank 1..8");
+  int64_t shape[8], as[8], bs[8], total = 1, aMax = 0, bMax = 0;
+  for (int64_t d = 0; d < rank; d++) {
+    shape[d] = a.i64(5 + d);
+    as[d] = a.i64(5 + rank + d);
+    bs[d] = a.i64(5 + 2 * rank + d);
+    if (shape[d] <= 0 || as[d] < 0 || bs[d] < 0) return info.Env().Undefined();
+    total *= shape[d];
+    aMax += (shape[d] - 1) * as[d];
+    bMax += (shape[d] - 1) * bs[d];
+  }
+  const float* x = a.f32(0, aMax + 1);
+  const float* y = a.f32(1, bMax + 1);
+  float* out = a.f32(2, total);
+  const int r = static_cast<int>(rank);
+  switch (op) {
+    case kAdd: binaryStrided<kAdd>(x, y, out, r, shape, as, bs); break;
+    case kSub: binaryStrided<kSub>(x, y, out, r, shape, as, bs); break;
+    case kMul: binaryStrided<kMul>(x, y, out, r, shape, as, bs); break;
+    default: binaryStrided<kDiv>(x, y, out, r, shape, as, bs); break;
+  }
+  return info.Env().Undefined();
+}
+
+// Sum (or mean) of x viewed as [outer, reduce, inner] over the middle axis, accumulated in float64 in index
+// order for every output element (so the split over threads does not change any bit). params: 0 xOff, 1 outOff,
+// 2 outer, 3 reduce, 4 inner, 5 mean.
+Napi::Value Reduce(const Napi::CallbackInfo& info) {
+  Args a(info);
+  const int64_t outer = a.i64(2), reduce = a.i64(3), inner = a.i64(4);
+  const bool mean = a.i64(5) != 0;
+  const float* x = a.f32(0, outer * reduce * inner);
+  float* out = a.f32(1, outer * inner);
+  // Units: (outer index, block of 64 inner elements); each unit sums its columns over the whole reduced axis.
+  constexpr int64_t kCols = 64;
+  const int64_t blocks = (inner + kCols - 1) / kCols, units = outer * blocks;
+  const int threads = static_cast<int>(std::min<int64_t>(outer * reduce * inner < (1 << 17) ? 1 : g_threads, std::max<int64_t>(units, 1)));
+  parallel(threads, [&](int t, int parts) {
+    int64_t u0, u1;
+    part(units, parts, t, &u0, &u1);
+    double acc[kCols];
+    for (int64_t u = u0; u < u1; u++) {
+      const int64_t o = u / blocks, c0 = (u % blocks) * kCols, c1 = std::min(inner, c0 + kCols), w = c1 - c0;
+      std::fill(acc, acc + w, 0.0);
+      const float* base = x + o * reduce * inner + c0;
+      if (inner == 1) {
+        double s = 0;
+        for (int64_t r = 0; r < reduce; r++) s += base[r];
+        acc[0] = s;
+      } else {
+        for (int64_t r = 0; r < reduce; r++) {
+          const float* row = base + r * inner;
+          for (int64_t j = 0; j < w; j++) acc[j] += row[j];
+        }
+      }
+      for (int64_t j = 0; j < w; j++) out[o * inner + c0 + j] = static_cast<float>(mean ? acc[j] / reduce : acc[j]);
+    }
+  });
+  return info.Env().Undefined();
+}
+
 // ------------------------------------------------------------------------------------------- LayerNorm
 
 // Mean and 1/sqrt(biased variance + eps) of one row, accumulated in double.
@@ -1028,6 +1138,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("layerNorm", Napi::Function::New(env, LayerNorm));
   exports.Set("layerNormGrad", Napi::Function::New(env, LayerNormGrad));
   exports.Set("adamStep", Napi::Function::New(env, AdamStep));
+  exports.Set("binary", Napi::Function::New(env, Binary));
+  exports.Set("reduce", Napi::Function::New(env, Reduce));
   exports.Set("gelu", Napi::Function::New(env, Gelu));
   exports.Set("geluGrad", Napi::Function::New(env, GeluGrad));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));

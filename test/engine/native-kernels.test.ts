@@ -529,6 +529,48 @@ describe(`heavy-op kernels on the wasm backend (${NATIVE_EXPECTED ? 'native' : '
     }
   });
 
+  it('Add/Sub/Multiply/RealDiv with broadcasting give the bits of the cpu backend; Sum/Mean over contiguous axes match it', async () => {
+    const before = nativeKernelCalls();
+    const pairs: [number[], number[]][] = [
+      [[1, 64, 64, 96], [1, 64, 64, 96]], // residual add
+      [[1, 64, 64, 96], [96]], // per-channel bias / scale
+      [[2, 3, 64, 64], [2, 3, 1, 1]], // per-(batch, head) scale
+      [[6, 64, 64], [64, 64]], // broadcast over leading axis
+      [[5, 1, 4000], [5, 7, 1]], // broadcast both ways
+      [[300, 70], []], // scalar
+      [[17, 9], [9]], // small: the stock kernel
+    ];
+    for (const [sa, sb] of pairs) {
+      const ins = [host(sa), host(sb)];
+      for (let i = 0; i < ins[1].values.length; i++) ins[1].values[i] += ins[1].values[i] < 0 ? -0.5 : 0.5; // divisors away from 0
+      const f = (a: tf.Tensor, b: tf.Tensor) => [tf.add(a, b), tf.sub(b, a), tf.mul(a, b), tf.div(a, b)];
+      const want = await run('cpu', ins, f);
+      const got = await run('wasm', ins, f);
+      got.forEach((o, i) => {
+        expect(o.shape, `${sa} ${sb} op ${i}`).toEqual(want[i].shape);
+        expect(Buffer.from(o.values.buffer).equals(Buffer.from(want[i].values.buffer)), `${sa} op ${i} ${sb}: bits`).toBe(true);
+      });
+    }
+    for (const [shape, axis, keepDims] of [
+      [[1, 128, 96, 64], [1, 2], true], // global average pool
+      [[4096, 180], -1, false], // rows
+      [[2, 48, 4096], 2, true],
+      [[64, 96, 30], 0, false], // leading axis (bias gradients)
+      [[3, 40, 50, 7], [1, 2, 3], false],
+      [[8, 30, 70], [0, 2], false], // not contiguous: the stock kernel
+    ] as [number[], number | number[], boolean][]) {
+      await compare([host(shape)], (x) => [tf.sum(x, axis, keepDims), tf.mean(x, axis, keepDims)], `reduce ${shape} axis ${axis}`);
+    }
+    const after = nativeKernelCalls();
+    for (const g of ['Add', 'Sub', 'Multiply', 'RealDiv', 'Sum', 'Mean'] as const) {
+      const native = after[g].native - before[g].native;
+      if (NATIVE_EXPECTED) {
+        expect(native, `${g} on the addon`).toBeGreaterThan(0);
+        expect(after[g].fallback - before[g].fallback, `${g}: small or non-contiguous cases on the stock kernel`).toBeGreaterThan(0);
+      } else expect(native).toBe(0);
+    }
+  });
+
   it('lists every native kernel as registered for wasm', () => {
     for (const name of NATIVE_KERNELS) expect(tf.getKernel(name, 'wasm'), name).toBeDefined();
   });

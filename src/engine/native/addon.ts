@@ -23,6 +23,10 @@ export interface NativeAddon {
   layerNorm(heap: ArrayBuffer, params: Float64Array): void;
   layerNormGrad(heap: ArrayBuffer, params: Float64Array): void;
   adamStep(heap: ArrayBuffer, params: Float64Array): void;
+  /** out = a op b (0 add, 1 sub, 2 mul, 3 div): [aOff, bOff, outOff, op, rank, shape, aStrides, bStrides]. */
+  binary(heap: ArrayBuffer, params: Float64Array): void;
+  /** Sum or mean over the middle axis of [outer, reduce, inner]: [xOff, outOff, outer, reduce, inner, mean]. */
+  reduce(heap: ArrayBuffer, params: Float64Array): void;
   gelu(heap: ArrayBuffer, params: Float64Array): void;
   geluGrad(heap: ArrayBuffer, params: Float64Array): void;
   setThreads(n: number): void;

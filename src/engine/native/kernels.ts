@@ -52,6 +52,12 @@ export const NATIVE_KERNELS = [
   'Transpose',
   'Slice',
   'SplitV',
+  'Add',
+  'Sub',
+  'Multiply',
+  'RealDiv',
+  'Sum',
+  'Mean',
 ] as const;
 type NativeKernelName = (typeof NATIVE_KERNELS)[number];
 
@@ -358,6 +364,77 @@ function splitV(addon: NativeAddon, args: KernelArgs): tf.TensorInfo[] | null {
   });
 }
 
+// ------------------------------------------------------------------------------------ elementwise, reduce
+
+/**
+ * Below this many output elements the stock kernels run: the call costs more than a single-threaded pass saves.
+ * Above it the addon runs the op on every thread (the stock wasm kernels use one).
+ */
+const MIN_NATIVE_ELEMENTS = 1 << 14;
+
+const BINARY_OPS = { Add: 0, Sub: 1, Multiply: 2, RealDiv: 3 } as const;
+
+/** a op b with numpy broadcasting, float32 only: one correctly rounded operation per element, as the stock kernels. */
+function binary(addon: NativeAddon, args: KernelArgs, op: number): tf.TensorInfo | null {
+  const { a, b } = args.inputs;
+  if (!float32(a, b) || a!.shape.length > 8 || b!.shape.length > 8) return null;
+  let shape: number[];
+  try {
+    shape = tf.broadcast_util.assertAndGetBroadcastShape(a!.shape, b!.shape);
+  } catch {
+    return null;
+  }
+  if (size(shape) < MIN_NATIVE_ELEMENTS) return null;
+  // Strides of each operand along the output axes (0 where it broadcasts), then merge contiguous axes.
+  const stridesAlong = (t: tf.TensorInfo) => {
+    const st = stridesOf(t.shape);
+    const lead = shape.length - t.shape.length;
+    return shape.map((_, d) => (d < lead || t.shape[d - lead] === 1 ? 0 : st[d - lead]));
+  };
+  const as = stridesAlong(a!);
+  const bs = stridesAlong(b!);
+  const dims: [number, number, number][] = [];
+  shape.forEach((n, d) => {
+    if (n === 1) return;
+    const prev = dims.at(-1);
+    if (prev && prev[1] === n * as[d] && prev[2] === n * bs[d]) dims[dims.length - 1] = [prev[0] * n, as[d], bs[d]];
+    else dims.push([n, as[d], bs[d]]);
+  });
+  if (dims.length === 0) dims.push([1, 1, 1]);
+  const out = args.backend.makeOutput(shape, 'float32');
+  const params = new Float64Array([
+    offset(args.backend, a!),
+    offset(args.backend, b!),
+    offset(args.backend, out),
+    op,
+    dims.length,
+    ...dims.map((d) => d[0]),
+    ...dims.map((d) => d[1]),
+    ...dims.map((d) => d[2]),
+  ]);
+  addon.binary(args.backend.wasm.HEAPU8.buffer as ArrayBuffer, params);
+  return out;
+}
+
+/** Sum / Mean of float32 over axes that are contiguous (after dropping size-1 axes), accumulated in float64. */
+function reduce(addon: NativeAddon, args: KernelArgs, mean: boolean): tf.TensorInfo | null {
+  const x = args.inputs.x;
+  if (!float32(x) || size(x!.shape) < MIN_NATIVE_ELEMENTS) return null;
+  const shape = x!.shape;
+  const axes = [...new Set(tf.util.parseAxisParam(args.attrs?.axis as number | number[], shape))].sort((p, q) => p - q);
+  const reduced = axes.filter((d) => shape[d] !== 1);
+  if (reduced.length === 0) return null;
+  const lo = reduced[0];
+  const hi = reduced[reduced.length - 1];
+  for (let d = lo; d <= hi; d++) if (shape[d] !== 1 && !reduced.includes(d)) return null; // not one contiguous block
+  const outShape = args.attrs?.keepDims ? shape.map((n, d) => (axes.includes(d) ? 1 : n)) : shape.filter((_, d) => !axes.includes(d));
+  const out = args.backend.makeOutput(outShape, 'float32');
+  const prod = (from: number, to: number) => shape.slice(from, to).reduce((p, q) => p * q, 1);
+  const params = new Float64Array([offset(args.backend, x!), offset(args.backend, out), prod(0, lo), prod(lo, hi + 1), prod(hi + 1, shape.length), mean ? 1 : 0]);
+  addon.reduce(args.backend.wasm.HEAPU8.buffer as ArrayBuffer, params);
+  return out;
+}
+
 // ------------------------------------------------------------------------------------------ registration
 
 type Compute = (addon: NativeAddon, args: KernelArgs) => tf.TensorInfo | tf.TensorInfo[] | null;
@@ -376,6 +453,12 @@ const COMPUTE: Record<NativeKernelName, Compute> = {
   Transpose: transpose,
   Slice: slice,
   SplitV: splitV,
+  Add: (addon, args) => binary(addon, args, BINARY_OPS.Add),
+  Sub: (addon, args) => binary(addon, args, BINARY_OPS.Sub),
+  Multiply: (addon, args) => binary(addon, args, BINARY_OPS.Multiply),
+  RealDiv: (addon, args) => binary(addon, args, BINARY_OPS.RealDiv),
+  Sum: (addon, args) => reduce(addon, args, false),
+  Mean: (addon, args) => reduce(addon, args, true),
 };
 
 const nativeFuncs = new Set<tf.KernelFunc>();
