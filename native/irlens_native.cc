@@ -942,6 +942,196 @@ Napi::Value Reduce(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// ------------------------------------------------------------------------------------- window attention
+
+// Geometry of a windowed multi-head attention: q, k, v [bw*heads, n, d] (window-major, then head); bias
+// [biasHeads, n, n] with biasHeads 1 or heads (null: none); mask [nW, n, n] for window b % nW (null: none).
+struct AttentionShape {
+  int64_t bw, heads, n, d, biasHeads, nW;
+  float scale;
+};
+
+// P = softmax((q * scale) k^T + bias + mask) for one (window, head) unit, into p [n, n]; qs: [n, d] scratch.
+// The same operations as the tf-op composition (src/models/blocks/window-attention.ts): q scaled first, then
+// the product, bias, mask, and a softmax that subtracts the row maximum (sum in float64).
+void attentionProbs(const AttentionShape& s, int64_t u, const float* q, const float* k, const float* bias, const float* mask,
+                    float* qs, float* p) {
+  const int64_t nd = s.n * s.d, nn = s.n * s.n;
+  const float* qu = q + u * nd;
+  for (int64_t i = 0; i < nd; i++) qs[i] = qu[i] * s.scale;
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(s.n), static_cast<int>(s.n), static_cast<int>(s.d), 1.f, qs,
+              static_cast<int>(s.d), k + u * nd, static_cast<int>(s.d), 0.f, p, static_cast<int>(s.n));
+  const int64_t b = u / s.heads, h = u % s.heads;
+  if (bias) {
+    const float* bh = bias + (s.biasHeads == 1 ? 0 : h) * nn;
+    for (int64_t i = 0; i < nn; i++) p[i] += bh[i];
+  }
+  if (mask) {
+    const float* mw = mask + (b % s.nW) * nn;
+    for (int64_t i = 0; i < nn; i++) p[i] += mw[i];
+  }
+  for (int64_t r = 0; r < s.n; r++) {
+    float* row = p + r * s.n;
+    float mx = row[0];
+    for (int64_t j = 1; j < s.n; j++) mx = std::max(mx, row[j]);
+    for (int64_t j = 0; j < s.n; j++) row[j] = expApprox(row[j] - mx);
+    double sum = 0;
+    for (int64_t j = 0; j < s.n; j++) sum += row[j];
+    const float inv = static_cast<float>(1.0 / sum);
+    for (int64_t j = 0; j < s.n; j++) row[j] *= inv;
+  }
+}
+
+AttentionShape attentionShape(const Args& a, size_t k) {
+  return AttentionShape{a.i64(k), a.i64(k + 1), a.i64(k + 2), a.i64(k + 3), a.i64(k + 4), a.i64(k + 5), static_cast<float>(a.p.at(k + 6))};
+}
+
+// out = P v per (window, head). params: 0 qOff, 1 kOff, 2 vOff, 3 biasOff (-1), 4 maskOff (-1), 5 outOff,
+// 6.. bw, heads, n, d, biasHeads, nW, scale.
+Napi::Value WindowAttention(const Napi::CallbackInfo& info) {
+  Args a(info);
+  const AttentionShape s = attentionShape(a, 6);
+  const int64_t units = s.bw * s.heads, nd = s.n * s.d, nn = s.n * s.n;
+  const float* q = a.f32(0, units * nd);
+  const float* k = a.f32(1, units * nd);
+  const float* v = a.f32(2, units * nd);
+  const float* bias = a.i64(3) >= 0 ? a.f32(3, s.biasHeads * nn) : nullptr;
+  const float* mask = a.i64(4) >= 0 ? a.f32(4, s.nW * nn) : nullptr;
+  float* out = a.f32(5, units * nd);
+  const int threads = static_cast<int>(std::min<int64_t>(threadsFor(4.0 * units * nn * s.d), std::max<int64_t>(units, 1)));
+  parallel(threads, [&](int t, int parts) {
+    int64_t u0, u1;
+    part(units, parts, t, &u0, &u1);
+    std::vector<float> qs(nd), p(nn);
+    for (int64_t u = u0; u < u1; u++) {
+      attentionProbs(s, u, q, k, bias, mask, qs.data(), p.data());
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(s.n), static_cast<int>(s.d), static_cast<int>(s.n), 1.f,
+                  p.data(), static_cast<int>(s.n), v + u * nd, static_cast<int>(s.d), 0.f, out + u * nd, static_cast<int>(s.d));
+    }
+  });
+  return info.Env().Undefined();
+}
+
+// From dP (in dp, overwritten with dS) and P of unit u: dS = P (dP - rowsum(dP P)), dq = scale dS k,
+// dk = dS^T (q scale) (qs: the scaled q of the unit), and dS added to the unit's head of pb (null: no bias).
+void scoresGrad(const AttentionShape& s, int64_t u, const float* p, float* dp, const float* k, const float* qs, float* dq, float* dk, double* pb) {
+  const int64_t nd = s.n * s.d, nn = s.n * s.n;
+  const int N = static_cast<int>(s.n), D = static_cast<int>(s.d);
+  for (int64_t r = 0; r < s.n; r++) {
+    const float* pr = p + r * s.n;
+    float* dr = dp + r * s.n;
+    double dot = 0;
+    for (int64_t j = 0; j < s.n; j++) dot += static_cast<double>(dr[j]) * pr[j];
+    const float fd = static_cast<float>(dot);
+    for (int64_t j = 0; j < s.n; j++) dr[j] = pr[j] * (dr[j] - fd);
+  }
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, D, N, s.scale, dp, N, k + u * nd, D, 0.f, dq + u * nd, D);
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, D, N, 1.f, dp, N, qs, D, 0.f, dk + u * nd, D);
+  if (pb) {
+    double* hb = pb + (s.biasHeads == 1 ? 0 : u % s.heads) * nn;
+    for (int64_t i = 0; i < nn; i++) hb[i] += dp[i];
+  }
+}
+
+// Adds the per-thread float64 bias-gradient blocks in thread order into dBias.
+void mergeBiasGrad(const std::vector<double>& partial, int threads, int64_t len, float* dBias) {
+  for (int64_t i = 0; i < len; i++) {
+    double sum = 0;
+    for (int t = 0; t < threads; t++) sum += partial[t * len + i];
+    dBias[i] = static_cast<float>(sum);
+  }
+}
+
+// P alone, [bw*heads, n, n]: the probabilities WindowAttention uses, bit for bit (same attentionProbs), for
+// runs whose hooks read or change them. params: 0 qOff, 1 kOff, 2 biasOff (-1), 3 maskOff (-1), 4 outOff,
+// 5.. shape as WindowAttention (d included).
+Napi::Value AttentionProbs(const Napi::CallbackInfo& info) {
+  Args a(info);
+  const AttentionShape s = attentionShape(a, 5);
+  const int64_t units = s.bw * s.heads, nd = s.n * s.d, nn = s.n * s.n;
+  const float* q = a.f32(0, units * nd);
+  const float* k = a.f32(1, units * nd);
+  const float* bias = a.i64(2) >= 0 ? a.f32(2, s.biasHeads * nn) : nullptr;
+  const float* mask = a.i64(3) >= 0 ? a.f32(3, s.nW * nn) : nullptr;
+  float* out = a.f32(4, units * nn);
+  const int threads = static_cast<int>(std::min<int64_t>(threadsFor(2.0 * units * nn * s.d), std::max<int64_t>(units, 1)));
+  parallel(threads, [&](int t, int parts) {
+    int64_t u0, u1;
+    part(units, parts, t, &u0, &u1);
+    std::vector<float> qs(nd);
+    for (int64_t u = u0; u < u1; u++) attentionProbs(s, u, q, k, bias, mask, qs.data(), out + u * nn);
+  });
+  return info.Env().Undefined();
+}
+
+// Gradients of AttentionProbs from dP and the saved P. params: 0 dPOff, 1 pOff, 2 qOff, 3 kOff, 4 dqOff,
+// 5 dkOff, 6 dBiasOff (-1: not wanted), 7.. shape.
+Napi::Value AttentionProbsGrad(const Napi::CallbackInfo& info) {
+  Args a(info);
+  const AttentionShape s = attentionShape(a, 7);
+  const int64_t units = s.bw * s.heads, nd = s.n * s.d, nn = s.n * s.n;
+  const float* dP = a.f32(0, units * nn);
+  const float* P = a.f32(1, units * nn);
+  const float* q = a.f32(2, units * nd);
+  const float* k = a.f32(3, units * nd);
+  float* dq = a.f32(4, units * nd);
+  float* dk = a.f32(5, units * nd);
+  float* dBias = a.i64(6) >= 0 ? a.f32(6, s.biasHeads * nn) : nullptr;
+  const int threads = static_cast<int>(std::min<int64_t>(threadsFor(4.0 * units * nn * s.d), std::max<int64_t>(units, 1)));
+  std::vector<double> partial(dBias ? static_cast<size_t>(threads * s.biasHeads * nn) : 0, 0.0);
+  parallel(threads, [&](int t, int parts) {
+    int64_t u0, u1;
+    part(units, parts, t, &u0, &u1);
+    std::vector<float> qs(nd), dp(nn);
+    for (int64_t u = u0; u < u1; u++) {
+      const float* qu = q + u * nd;
+      for (int64_t i = 0; i < nd; i++) qs[i] = qu[i] * s.scale;
+      std::memcpy(dp.data(), dP + u * nn, nn * sizeof(float));
+      scoresGrad(s, u, P + u * nn, dp.data(), k, qs.data(), dq, dk, dBias ? partial.data() + t * s.biasHeads * nn : nullptr);
+    }
+  });
+  if (dBias) mergeBiasGrad(partial, threads, s.biasHeads * nn, dBias);
+  return info.Env().Undefined();
+}
+
+// Gradients of WindowAttention, recomputing P: dV = P^T dO, dP = dO v^T, dS = P (dP - rowsum(dP P)),
+// dq = scale dS k, dk = dS^T (q scale), dBias[h] = sum over windows of dS (biasHeads 1: over heads too).
+// dBias is summed per thread over its fixed block of units in float64 and the blocks are added in thread
+// order. params: 0 dOutOff, 1 qOff, 2 kOff, 3 vOff, 4 biasOff, 5 maskOff, 6 dqOff, 7 dkOff, 8 dvOff,
+// 9 dBiasOff (-1: not wanted), 10.. shape as WindowAttention.
+Napi::Value WindowAttentionGrad(const Napi::CallbackInfo& info) {
+  Args a(info);
+  const AttentionShape s = attentionShape(a, 10);
+  const int64_t units = s.bw * s.heads, nd = s.n * s.d, nn = s.n * s.n;
+  const float* dOut = a.f32(0, units * nd);
+  const float* q = a.f32(1, units * nd);
+  const float* k = a.f32(2, units * nd);
+  const float* v = a.f32(3, units * nd);
+  const float* bias = a.i64(4) >= 0 ? a.f32(4, s.biasHeads * nn) : nullptr;
+  const float* mask = a.i64(5) >= 0 ? a.f32(5, s.nW * nn) : nullptr;
+  float* dq = a.f32(6, units * nd);
+  float* dk = a.f32(7, units * nd);
+  float* dv = a.f32(8, units * nd);
+  float* dBias = a.i64(9) >= 0 ? a.f32(9, s.biasHeads * nn) : nullptr;
+  const int threads = static_cast<int>(std::min<int64_t>(threadsFor(8.0 * units * nn * s.d), std::max<int64_t>(units, 1)));
+  std::vector<double> partial(dBias ? static_cast<size_t>(threads * s.biasHeads * nn) : 0, 0.0);
+  const int N = static_cast<int>(s.n), D = static_cast<int>(s.d);
+  parallel(threads, [&](int t, int parts) {
+    int64_t u0, u1;
+    part(units, parts, t, &u0, &u1);
+    std::vector<float> qs(nd), p(nn), dp(nn);
+    for (int64_t u = u0; u < u1; u++) {
+      attentionProbs(s, u, q, k, bias, mask, qs.data(), p.data());
+      const float* dO = dOut + u * nd;
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, D, N, 1.f, p.data(), N, dO, D, 0.f, dv + u * nd, D);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, N, D, 1.f, dO, D, v + u * nd, D, 0.f, dp.data(), N);
+      scoresGrad(s, u, p.data(), dp.data(), k, qs.data(), dq, dk, dBias ? partial.data() + t * s.biasHeads * nn : nullptr);
+    }
+  });
+  if (dBias) mergeBiasGrad(partial, threads, s.biasHeads * nn, dBias);
+  return info.Env().Undefined();
+}
+
 // ------------------------------------------------------------------------------------------- LayerNorm
 
 // Mean and 1/sqrt(biased variance + eps) of one row, accumulated in double.
@@ -1140,6 +1330,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("adamStep", Napi::Function::New(env, AdamStep));
   exports.Set("binary", Napi::Function::New(env, Binary));
   exports.Set("reduce", Napi::Function::New(env, Reduce));
+  exports.Set("windowAttention", Napi::Function::New(env, WindowAttention));
+  exports.Set("windowAttentionGrad", Napi::Function::New(env, WindowAttentionGrad));
+  exports.Set("attentionProbs", Napi::Function::New(env, AttentionProbs));
+  exports.Set("attentionProbsGrad", Napi::Function::New(env, AttentionProbsGrad));
   exports.Set("gelu", Napi::Function::New(env, Gelu));
   exports.Set("geluGrad", Napi::Function::New(env, GeluGrad));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));

@@ -15,7 +15,20 @@ export interface HookContext {
   visit(path: string, out: ModuleOutput): ModuleOutput;
   /** A replayed output for `path` (runWithHooks' replay option): the module's forward is then skipped. */
   replay?(path: string): ModuleOutput | undefined;
+  /**
+   * Whether this run reads or may change the output of `path` (a hook or capture pattern matches it). A module
+   * may compute an unwatched intermediate in a fused kernel that never materialises it; absent: assume yes.
+   */
+  watches?(path: string): boolean;
 }
+
+/** Whether no hooked run of `root` reads or changes the outputs at `paths`: a fused kernel may skip them. */
+export function unwatched(root: object, paths: string[]): boolean {
+  const ctx = active;
+  if (!ctx || ctx.root !== root) return true;
+  return ctx.watches !== undefined && !paths.some((p) => ctx.watches!(p));
+}
+
 
 let active: HookContext | undefined;
 

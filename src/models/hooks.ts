@@ -124,6 +124,7 @@ export function runWithHooks<T extends tf.TensorContainer>(
   const ctx: HookContext = {
     root,
     replay: replayLookup(opts.replay, root),
+    watches: (path) => matchers.some((m) => m(path)),
     visit(path, out) {
       const els = elements(path, out).map(([name, t]) => {
         let cur = t;
@@ -170,6 +171,7 @@ export function runWithCache<T extends tf.TensorContainer>(root: Module, names: 
   const calls = new Map<string, number>();
   const ctx: HookContext = {
     root,
+    watches: (path) => matchers.some((m) => m(path)),
     visit(path, out) {
       const n = calls.get(path) ?? 0;
       if (n === 0) order.push(path);

@@ -289,6 +289,17 @@ export abstract class Module {
     return ctx.visit(path, out) as O;
   }
 
+  /**
+   * Reports `out`, computed elsewhere (a fused kernel), as this module's output without running its forward:
+   * hooks see and may replace it, and a replayed run returns the recorded output instead, as with call().
+   */
+  report<O extends ModuleOutput>(out: O): O {
+    const ctx = currentHookContext();
+    if (!ctx || ctx.root !== this.root) return out;
+    const replayed = ctx.replay?.(this.path) as O | undefined;
+    return ctx.visit(this.path, replayed ?? out) as O;
+  }
+
   abstract forward(...args: unknown[]): ModuleOutput;
 }
 

@@ -19,6 +19,7 @@ import { computePath, setComputeThreads, computeThreads } from '../../src/engine
 import { nativeKernelCalls, NATIVE_KERNELS } from '../../src/engine/native/kernels';
 import { gelu, GELU_GRAD_KERNEL, GELU_KERNEL } from '../../src/engine/wasm/gelu';
 import { adamStep, ADAM_STEP_KERNEL } from '../../src/engine/wasm/adam-step';
+import { attentionProbs, fusedWindowAttention, WINDOW_ATTENTION_KERNEL } from '../../src/engine/wasm/window-attention';
 import { layerNorm, LAYER_NORM_GRAD_KERNEL, LAYER_NORM_KERNEL } from '../../src/engine/wasm/layer-norm';
 
 const REL_TOL = 1e-4;
@@ -568,6 +569,63 @@ describe(`heavy-op kernels on the wasm backend (${NATIVE_EXPECTED ? 'native' : '
         expect(native, `${g} on the addon`).toBeGreaterThan(0);
         expect(after[g].fallback - before[g].fallback, `${g}: small or non-contiguous cases on the stock kernel`).toBeGreaterThan(0);
       } else expect(native).toBe(0);
+    }
+  });
+
+  it('fused window attention and its gradients match softmax((q*scale) k^T + bias + mask) v in tf ops on cpu', async () => {
+    expect(tf.getKernel(WINDOW_ATTENTION_KERNEL, 'wasm') !== undefined).toBe(NATIVE_EXPECTED);
+    if (!NATIVE_EXPECTED) return; // the composed form is what runs there (tested through the models)
+    const composed = (q: tf.Tensor3D, k: tf.Tensor3D, v: tf.Tensor3D, heads: number, scale: number, bias?: tf.Tensor3D, mask?: tf.Tensor3D) => {
+      const [bh, n] = q.shape;
+      const bw = bh / heads;
+      let s: tf.Tensor = tf.reshape(tf.matMul(tf.mul(q, scale), k, false, true), [bw, heads, n, n]);
+      if (bias) s = tf.add(s, bias);
+      if (mask) s = tf.reshape(tf.add(tf.reshape(s, [bw / mask.shape[0], mask.shape[0], heads, n, n]), tf.reshape(mask, [1, mask.shape[0], 1, n, n])), [bw, heads, n, n]);
+      return tf.matMul(tf.reshape(tf.softmax(s, -1), [bh, n, n]), v) as tf.Tensor3D;
+    };
+    // SwinIR-like (bias and shifted mask, several threads), EDT-like rectangles without bias, one head with a shared bias.
+    for (const [bw, heads, n, d, withBias, nW] of [[8, 6, 64, 30, true, 4], [3, 2, 24, 16, false, 0], [4, 1, 16, 8, true, 2], [2, 3, 49, 12, true, 0]] as const) {
+      const ins = [host([bw * heads, n, d]), host([bw * heads, n, d]), host([bw * heads, n, d]), host([heads, n, n]), host([Math.max(nW, 1), n, n]), host([bw * heads, n, d])];
+      for (let i = 0; i < ins[4].values.length; i++) ins[4].values[i] = ins[4].values[i] > 0.3 ? -100 : 0; // a 0 / -100 mask
+      const scale = d ** -0.5;
+      const f = (q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, b: tf.Tensor, m: tf.Tensor, r: tf.Tensor) => {
+        const op = (qq: tf.Tensor, kk: tf.Tensor, vv: tf.Tensor, bb: tf.Tensor) => {
+          const args = [qq as tf.Tensor3D, kk as tf.Tensor3D, vv as tf.Tensor3D, heads, scale, withBias ? (bb as tf.Tensor3D) : undefined, nW ? (m as tf.Tensor3D) : undefined] as const;
+          return tf.getBackend() === 'cpu' ? composed(...args) : fusedWindowAttention(...args);
+        };
+        const loss = (qq: tf.Tensor, kk: tf.Tensor, vv: tf.Tensor, bb: tf.Tensor) => tf.sum(tf.mul(op(qq, kk, vv, bb), r));
+        const grads = withBias ? tf.grads(loss)([q, k, v, b]) : tf.grads((qq: tf.Tensor, kk: tf.Tensor, vv: tf.Tensor) => loss(qq, kk, vv, b))([q, k, v]);
+        return [op(q, k, v, b), ...grads];
+      };
+      await compare(ins, f, `window attention bw ${bw} heads ${heads} n ${n} d ${d} bias ${withBias} nW ${nW}`);
+      // The probabilities kernel (hooked runs): P v with the native matMul has the fused kernel's bits, and P
+      // and its gradients match the tf-op softmax on cpu.
+      const viaProbs = (q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, b: tf.Tensor, m: tf.Tensor) => {
+        const [q3, k3, v3] = [q, k, v] as tf.Tensor3D[];
+        const bias = withBias ? (b as tf.Tensor3D) : undefined;
+        const mask = nW ? (m as tf.Tensor3D) : undefined;
+        return [tf.matMul(attentionProbs(q3, k3, heads, scale, bias, mask), v3), fusedWindowAttention(q3, k3, v3, heads, scale, bias, mask)];
+      };
+      const [pv, fusedOut] = await run('wasm', ins.slice(0, 5), viaProbs);
+      expect(Buffer.from(pv.values.buffer).equals(Buffer.from(fusedOut.values.buffer)), 'matMul(attentionProbs, v) has the fused bits').toBe(true);
+      const probsGrads = (q: tf.Tensor, k: tf.Tensor, b: tf.Tensor, m: tf.Tensor, r: tf.Tensor) => {
+        const [bh] = q.shape;
+        const op = (qq: tf.Tensor, kk: tf.Tensor, bb: tf.Tensor) => {
+          const bias = withBias ? (bb as tf.Tensor3D) : undefined;
+          const mask = nW ? (m as tf.Tensor3D) : undefined;
+          if (tf.getBackend() !== 'cpu') return attentionProbs(qq as tf.Tensor3D, kk as tf.Tensor3D, heads, scale, bias, mask);
+          // cpu: the composed form's probabilities (P = composed(q, k, I) with v = identity rows is P itself)
+          const eye = tf.tile(tf.expandDims(tf.eye(n)), [bh, 1, 1]) as tf.Tensor3D;
+          return composed(qq as tf.Tensor3D, kk as tf.Tensor3D, eye, heads, scale, bias, mask);
+        };
+        const loss = (qq: tf.Tensor, kk: tf.Tensor, bb: tf.Tensor) => tf.sum(tf.mul(op(qq, kk, bb), r));
+        const grads = withBias ? tf.grads(loss)([q, k, b]) : tf.grads((qq: tf.Tensor, kk: tf.Tensor) => loss(qq, kk, b))([q, k]);
+        return [op(q, k, b), ...grads];
+      };
+      await compare([ins[0], ins[1], ins[3], ins[4], host([bw * heads, n, n])], probsGrads, `attention probabilities ${bw} ${heads} ${n} ${d}`);
+      const once = await run('wasm', ins, f);
+      const again = await run('wasm', ins, f);
+      once.forEach((o, i) => expect(Buffer.from(again[i].values.buffer).equals(Buffer.from(o.values.buffer)), `deterministic output ${i}`).toBe(true));
     }
   });
 

@@ -27,6 +27,10 @@ export interface NativeAddon {
   binary(heap: ArrayBuffer, params: Float64Array): void;
   /** Sum or mean over the middle axis of [outer, reduce, inner]: [xOff, outOff, outer, reduce, inner, mean]. */
   reduce(heap: ArrayBuffer, params: Float64Array): void;
+  windowAttention(heap: ArrayBuffer, params: Float64Array): void;
+  windowAttentionGrad(heap: ArrayBuffer, params: Float64Array): void;
+  attentionProbs(heap: ArrayBuffer, params: Float64Array): void;
+  attentionProbsGrad(heap: ArrayBuffer, params: Float64Array): void;
   gelu(heap: ArrayBuffer, params: Float64Array): void;
   geluGrad(heap: ArrayBuffer, params: Float64Array): void;
   setThreads(n: number): void;

@@ -17,6 +17,13 @@ import '@tensorflow/tfjs-backend-wasm';
 import { adoptWasmKernel } from '../wasm-kernels';
 import { GELU_GRAD_KERNEL, GELU_KERNEL } from '../wasm/gelu';
 import { ADAM_STEP_KERNEL, type AdamStepAttrs } from '../wasm/adam-step';
+import {
+  ATTENTION_PROBS_GRAD_KERNEL,
+  ATTENTION_PROBS_KERNEL,
+  WINDOW_ATTENTION_GRAD_KERNEL,
+  WINDOW_ATTENTION_KERNEL,
+  type WindowAttentionAttrs,
+} from '../wasm/window-attention';
 import { LAYER_NORM_GRAD_KERNEL, LAYER_NORM_KERNEL, type LayerNormAttrs } from '../wasm/layer-norm';
 import { nativeAddon, type NativeAddon } from './addon';
 
@@ -578,6 +585,123 @@ function registerAdamKernel(addon: NativeAddon): void {
 }
 
 /**
+ * Fused window attention and its gradient (src/engine/wasm/window-attention.ts). Inputs q, k, v [B'*heads, N, d],
+ * bias [heads or 1, N, N], mask [nW, N, N] (zeros of [1, N, N] when attrs say there is none).
+ */
+function registerWindowAttentionKernels(addon: NativeAddon): void {
+  if (tf.getKernel(WINDOW_ATTENTION_KERNEL, 'wasm')) return;
+  const geometry = (ins: Record<string, tf.TensorInfo>, a: WindowAttentionAttrs) => {
+    const { q, k, bias, mask } = ins;
+    const v = ins.v ?? k; // the probabilities kernel has no v
+    const [bh, n, d] = q.shape;
+    const bw = bh / a.heads;
+    const ok =
+      [q, k, v, bias, mask].every((t) => t.dtype === 'float32') &&
+      q.shape.length === 3 && Number.isInteger(bw) &&
+      [k, v].every((t) => t.shape.join() === q.shape.join()) &&
+      bias.shape.join() === [a.hasBias ? bias.shape[0] : 1, n, n].join() && (bias.shape[0] === 1 || bias.shape[0] === a.heads) &&
+      mask.shape[1] === n && mask.shape[2] === n && bw % mask.shape[0] === 0;
+    if (!ok) throw new Error(`native kernels: window attention got q [${q.shape}], k [${k.shape}], v [${v.shape}], bias [${bias.shape}], mask [${mask.shape}] for ${a.heads} heads`);
+    return [bw, a.heads, n, d, bias.shape[0], mask.shape[0], a.scale];
+  };
+  tf.registerKernel({
+    kernelName: WINDOW_ATTENTION_KERNEL,
+    backendName: 'wasm',
+    kernelFunc: (raw) => {
+      const { inputs, backend, attrs } = raw as unknown as KernelArgs;
+      const ins = inputs as Record<string, tf.TensorInfo>;
+      const a = attrs as unknown as WindowAttentionAttrs;
+      const shape = geometry(ins, a);
+      const out = backend.makeOutput(ins.q.shape, 'float32');
+      if (size(ins.q.shape) > 0) {
+        const off = (t: tf.TensorInfo) => offset(backend, t);
+        const params = [off(ins.q), off(ins.k), off(ins.v), a.hasBias ? off(ins.bias) : -1, a.hasMask ? off(ins.mask) : -1, off(out), ...shape];
+        addon.windowAttention(backend.wasm.HEAPU8.buffer as ArrayBuffer, new Float64Array(params));
+      }
+      return out;
+    },
+  });
+  tf.registerKernel({
+    kernelName: WINDOW_ATTENTION_GRAD_KERNEL,
+    backendName: 'wasm',
+    kernelFunc: (raw) => {
+      const { inputs, backend, attrs } = raw as unknown as KernelArgs;
+      const ins = inputs as Record<string, tf.TensorInfo>;
+      const a = attrs as unknown as WindowAttentionAttrs;
+      const shape = geometry(ins, a);
+      const [dq, dk, dv] = [0, 1, 2].map(() => backend.makeOutput(ins.q.shape, 'float32'));
+      const dBias = a.hasBias ? backend.makeOutput(ins.bias.shape, 'float32') : undefined;
+      const off = (t: tf.TensorInfo) => offset(backend, t);
+      if (size(ins.q.shape) > 0) {
+        const params = [off(ins.dy), off(ins.q), off(ins.k), off(ins.v), a.hasBias ? off(ins.bias) : -1, a.hasMask ? off(ins.mask) : -1];
+        params.push(off(dq), off(dk), off(dv), dBias ? off(dBias) : -1, ...shape);
+        addon.windowAttentionGrad(backend.wasm.HEAPU8.buffer as ArrayBuffer, new Float64Array(params));
+      }
+      return dBias ? [dq, dk, dv, dBias] : [dq, dk, dv];
+    },
+  });
+  tf.registerKernel({
+    kernelName: ATTENTION_PROBS_KERNEL,
+    backendName: 'wasm',
+    kernelFunc: (raw) => {
+      const { inputs, backend, attrs } = raw as unknown as KernelArgs;
+      const ins = inputs as Record<string, tf.TensorInfo>;
+      const a = attrs as unknown as WindowAttentionAttrs;
+      const shape = geometry(ins, a);
+      const [bh, n] = ins.q.shape;
+      const out = backend.makeOutput([bh, n, n], 'float32');
+      if (size(out.shape) > 0) {
+        const off = (t: tf.TensorInfo) => offset(backend, t);
+        const params = [off(ins.q), off(ins.k), a.hasBias ? off(ins.bias) : -1, a.hasMask ? off(ins.mask) : -1, off(out), ...shape];
+        addon.attentionProbs(backend.wasm.HEAPU8.buffer as ArrayBuffer, new Float64Array(params));
+      }
+      return out;
+    },
+  });
+  tf.registerKernel({
+    kernelName: ATTENTION_PROBS_GRAD_KERNEL,
+    backendName: 'wasm',
+    kernelFunc: (raw) => {
+      const { inputs, backend, attrs } = raw as unknown as KernelArgs;
+      const ins = inputs as Record<string, tf.TensorInfo>;
+      const a = attrs as unknown as WindowAttentionAttrs;
+      const shape = geometry(ins, a);
+      const [dq, dk] = [0, 1].map(() => backend.makeOutput(ins.q.shape, 'float32'));
+      const dBias = a.hasBias ? backend.makeOutput(ins.bias.shape, 'float32') : undefined;
+      if (size(ins.q.shape) > 0) {
+        const off = (t: tf.TensorInfo) => offset(backend, t);
+        const params = [off(ins.dy), off(ins.probs), off(ins.q), off(ins.k), off(dq), off(dk), dBias ? off(dBias) : -1, ...shape];
+        addon.attentionProbsGrad(backend.wasm.HEAPU8.buffer as ArrayBuffer, new Float64Array(params));
+      }
+      return dBias ? [dq, dk, dBias] : [dq, dk];
+    },
+  });
+  tf.registerGradient({
+    kernelName: ATTENTION_PROBS_KERNEL,
+    inputsToSave: ['q', 'k', 'bias', 'mask'],
+    outputsToSave: [true],
+    gradFunc: (dy, saved, attrs) => {
+      const [q, k, bias, mask, probs] = saved;
+      const grads = tf.engine().runKernel(ATTENTION_PROBS_GRAD_KERNEL, { dy: dy as tf.Tensor, probs, q, k, bias, mask }, attrs) as tf.Tensor[];
+      const map: Record<string, () => tf.Tensor> = { q: () => grads[0], k: () => grads[1], mask: () => tf.zerosLike(mask) };
+      map.bias = grads.length === 3 ? () => grads[2] : () => tf.zerosLike(bias);
+      return map;
+    },
+  });
+  tf.registerGradient({
+    kernelName: WINDOW_ATTENTION_KERNEL,
+    inputsToSave: ['q', 'k', 'v', 'bias', 'mask'],
+    gradFunc: (dy, saved, attrs) => {
+      const [q, k, v, bias, mask] = saved;
+      const grads = tf.engine().runKernel(WINDOW_ATTENTION_GRAD_KERNEL, { dy: dy as tf.Tensor, q, k, v, bias, mask }, attrs) as tf.Tensor[];
+      const map: Record<string, () => tf.Tensor> = { q: () => grads[0], k: () => grads[1], v: () => grads[2], mask: () => tf.zerosLike(mask) };
+      map.bias = grads.length === 4 ? () => grads[3] : () => tf.zerosLike(bias);
+      return map;
+    },
+  });
+}
+
+/**
  * Registers the native kernels for 'wasm' when the addon is available (after registerWasmTrainingKernels, whose
  * kernels become the fallbacks). Returns whether the native path is active. Idempotent.
  */
@@ -609,6 +733,7 @@ export function registerNativeKernels(): boolean {
   registerGeluKernels(addon);
   registerLayerNormKernels(addon);
   registerAdamKernel(addon);
+  registerWindowAttentionKernels(addon);
   registered = true;
   return true;
 }

@@ -10,6 +10,8 @@
  *                    h*headDim .. (h+1)*headDim-1 of the merged tensor that proj reads.
  */
 import * as tf from '@tensorflow/tfjs';
+import { attentionProbs, fusedWindowAttention, fusedWindowAttentionAvailable } from '../../engine/wasm/window-attention';
+import { unwatched } from '../hook-context';
 import type { Module } from '../module';
 import type { HookPoint } from '../layers';
 
@@ -46,17 +48,31 @@ export function windowAttention(taps: AttentionTaps, q: tf.Tensor3D, k: tf.Tenso
     const [bh, n, d] = q.shape;
     const heads = o.heads;
     const bw = bh / heads;
-    const logits = tf.matMul(tf.mul(q, o.scale), k, false, true); // [B'*heads, N, N]
-    let attn: tf.Tensor = tf.reshape(logits, [bw, heads, n, n]);
-    if (o.bias) attn = tf.add(attn, o.bias);
-    if (o.mask) {
-      const nW = o.mask.shape[0];
-      attn = tf.reshape(tf.add(tf.reshape(attn, [bw / nW, nW, heads, n, n]), tf.reshape(o.mask, [1, nW, 1, n, n])), [bw, heads, n, n]);
+    const finish = (pv: tf.Tensor) => {
+      const out = o.extra ? tf.add(pv, o.extra) : pv;
+      const perHead = taps.heads.tap(tf.reshape(out, [bw, heads, n, d]));
+      return tf.reshape(tf.transpose(perHead, [0, 2, 1, 3]), [bw, n, heads * d]) as tf.Tensor3D;
+    };
+    let probs: tf.Tensor;
+    if (fusedWindowAttentionAvailable() && q.dtype === 'float32') {
+      // Native: unless a hooked run reads or changes the probabilities (attn_drop is an identity in irlens), one
+      // kernel computes P v without keeping P (engine/wasm/window-attention.ts). Otherwise P comes from a kernel
+      // with the same bits, reported at softmax, so that capturing or replaying never changes the output.
+      if (unwatched(taps.attn_map.root, [taps.softmax.path, taps.attn_drop.path, taps.attn_map.path])) {
+        return finish(fusedWindowAttention(q, k, v, heads, o.scale, o.bias, o.mask));
+      }
+      probs = taps.softmax.report(tf.reshape(attentionProbs(q, k, heads, o.scale, o.bias, o.mask), [bw, heads, n, n]));
+    } else {
+      const logits = tf.matMul(tf.mul(q, o.scale), k, false, true); // [B'*heads, N, N]
+      let attn: tf.Tensor = tf.reshape(logits, [bw, heads, n, n]);
+      if (o.bias) attn = tf.add(attn, o.bias);
+      if (o.mask) {
+        const nW = o.mask.shape[0];
+        attn = tf.reshape(tf.add(tf.reshape(attn, [bw / nW, nW, heads, n, n]), tf.reshape(o.mask, [1, nW, 1, n, n])), [bw, heads, n, n]);
+      }
+      probs = taps.softmax.call<tf.Tensor>(attn);
     }
-    attn = taps.attn_map.tap(taps.attn_drop.call<tf.Tensor>(taps.softmax.call<tf.Tensor>(attn)));
-    let out: tf.Tensor = tf.matMul(tf.reshape(attn, [bw * heads, n, n]), v); // [B'*heads, N, d]
-    if (o.extra) out = tf.add(out, o.extra);
-    const perHead = taps.heads.tap(tf.reshape(out, [bw, heads, n, d]));
-    return tf.reshape(tf.transpose(perHead, [0, 2, 1, 3]), [bw, n, heads * d]);
+    const reported = taps.attn_map.tap(taps.attn_drop.call<tf.Tensor>(probs));
+    return finish(tf.matMul(tf.reshape(reported, [bw * heads, n, n]), v)); // [B'*heads, N, d]
   });
 }

@@ -1,0 +1,54 @@
+/**
+ * Fused windowed multi-head attention, softmax((q * scale) k^T + bias + mask) v per window and head, and its
+ * kernel names (the native kernels live in native/irlens_native.cc and src/engine/native/kernels.ts).
+ *
+ * Composed of tf ops (src/models/blocks/window-attention.ts) the tape keeps the logits, the biased and masked
+ * logits and the probabilities of every block, [B', heads, N, N] each: 14 MB per SwinIR-M block at a 48x48
+ * patch, more than the 4 GB wasm heap holds over 36 blocks with everything else. The fused gradient keeps only
+ * q, k, v and recomputes the probabilities, as FlashAttention-style kernels do.
+ */
+import * as tf from '@tensorflow/tfjs';
+
+export const WINDOW_ATTENTION_KERNEL = 'IrlensWindowAttention';
+export const WINDOW_ATTENTION_GRAD_KERNEL = 'IrlensWindowAttentionGrad';
+/** The probabilities alone, bit-identical to those inside the fused kernel (for runs whose hooks see them). */
+export const ATTENTION_PROBS_KERNEL = 'IrlensAttentionProbs';
+export const ATTENTION_PROBS_GRAD_KERNEL = 'IrlensAttentionProbsGrad';
+
+export interface WindowAttentionAttrs {
+  heads: number;
+  scale: number;
+  hasBias: boolean;
+  hasMask: boolean;
+}
+
+/** Whether fusedWindowAttention can run here (wasm backend with the native kernels). */
+export function fusedWindowAttentionAvailable(): boolean {
+  return tf.getBackend() === 'wasm' && tf.getKernel(WINDOW_ATTENTION_KERNEL, 'wasm') !== undefined;
+}
+
+/**
+ * q, k, v: [B'*heads, N, d] (window-major, then head); bias: [heads or 1, N, N]; mask: [nW, N, N] applied to
+ * window b as mask[b % nW]. Returns P v, [B'*heads, N, d]. Call only where fusedWindowAttentionAvailable().
+ */
+export function fusedWindowAttention(q: tf.Tensor3D, k: tf.Tensor3D, v: tf.Tensor3D, heads: number, scale: number, bias?: tf.Tensor3D, mask?: tf.Tensor3D): tf.Tensor3D {
+  return runAttentionKernel(WINDOW_ATTENTION_KERNEL, { q, k, v }, heads, scale, bias, mask);
+}
+
+/**
+ * softmax((q * scale) k^T + bias + mask), [B'*heads, N, N]: the probabilities fusedWindowAttention uses, with the
+ * same bits, so that matMul(P, v) on the native path equals its output exactly. Same preconditions.
+ */
+export function attentionProbs(q: tf.Tensor3D, k: tf.Tensor3D, heads: number, scale: number, bias?: tf.Tensor3D, mask?: tf.Tensor3D): tf.Tensor3D {
+  return runAttentionKernel(ATTENTION_PROBS_KERNEL, { q, k }, heads, scale, bias, mask);
+}
+
+function runAttentionKernel(name: string, qkv: { q: tf.Tensor3D; k: tf.Tensor3D; v?: tf.Tensor3D }, heads: number, scale: number, bias?: tf.Tensor3D, mask?: tf.Tensor3D): tf.Tensor3D {
+  return tf.tidy(() => {
+    const n = qkv.q.shape[1];
+    // Absent bias / mask travel as one zero [1, N, N] each, so the kernels' inputs (and saved tensors) are fixed.
+    const none = () => tf.zeros([1, n, n]) as tf.Tensor3D;
+    const attrs: WindowAttentionAttrs = { heads, scale, hasBias: bias !== undefined, hasMask: mask !== undefined };
+    return tf.engine().runKernel(name, { ...qkv, bias: bias ?? none(), mask: mask ?? none() }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor3D;
+  });
+}
