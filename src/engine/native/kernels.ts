@@ -604,77 +604,47 @@ function registerWindowAttentionKernels(addon: NativeAddon): void {
     if (!ok) throw new Error(`native kernels: window attention got q [${q.shape}], k [${k.shape}], v [${v.shape}], bias [${bias.shape}], mask [${mask.shape}] for ${a.heads} heads`);
     return [bw, a.heads, n, d, bias.shape[0], mask.shape[0], a.scale];
   };
-  tf.registerKernel({
-    kernelName: WINDOW_ATTENTION_KERNEL,
-    backendName: 'wasm',
-    kernelFunc: (raw) => {
-      const { inputs, backend, attrs } = raw as unknown as KernelArgs;
-      const ins = inputs as Record<string, tf.TensorInfo>;
-      const a = attrs as unknown as WindowAttentionAttrs;
-      const shape = geometry(ins, a);
-      const out = backend.makeOutput(ins.q.shape, 'float32');
-      if (size(ins.q.shape) > 0) {
-        const off = (t: tf.TensorInfo) => offset(backend, t);
-        const params = [off(ins.q), off(ins.k), off(ins.v), a.hasBias ? off(ins.bias) : -1, a.hasMask ? off(ins.mask) : -1, off(out), ...shape];
-        addon.windowAttention(backend.wasm.HEAPU8.buffer as ArrayBuffer, new Float64Array(params));
-      }
-      return out;
-    },
+  type Compute = (ins: Record<string, tf.TensorInfo>, a: WindowAttentionAttrs, geo: number[], backend: WasmBackend) => tf.TensorInfo | tf.TensorInfo[];
+  const register = (kernelName: string, compute: Compute) =>
+    tf.registerKernel({
+      kernelName,
+      backendName: 'wasm',
+      kernelFunc: (raw) => {
+        const { inputs, backend, attrs } = raw as unknown as KernelArgs;
+        const ins = inputs as Record<string, tf.TensorInfo>;
+        const a = attrs as unknown as WindowAttentionAttrs;
+        return compute(ins, a, geometry(ins, a), backend);
+      },
+    });
+  // Runs the addon function unless there is nothing to compute; offsets of absent bias / mask are -1.
+  const call = (fn: 'windowAttention' | 'windowAttentionGrad' | 'attentionProbs' | 'attentionProbsGrad', backend: WasmBackend, empty: boolean, params: (tf.TensorInfo | number | undefined)[]) => {
+    if (empty) return;
+    const values = params.map((p) => (typeof p === 'number' ? p : p === undefined ? -1 : offset(backend, p)));
+    addon[fn](backend.wasm.HEAPU8.buffer as ArrayBuffer, new Float64Array(values));
+  };
+  const biasMask = (ins: Record<string, tf.TensorInfo>, a: WindowAttentionAttrs) => [a.hasBias ? ins.bias : undefined, a.hasMask ? ins.mask : undefined];
+  register(WINDOW_ATTENTION_KERNEL, (ins, a, geo, backend) => {
+    const out = backend.makeOutput(ins.q.shape, 'float32');
+    call('windowAttention', backend, size(ins.q.shape) === 0, [ins.q, ins.k, ins.v, ...biasMask(ins, a), out, ...geo]);
+    return out;
   });
-  tf.registerKernel({
-    kernelName: WINDOW_ATTENTION_GRAD_KERNEL,
-    backendName: 'wasm',
-    kernelFunc: (raw) => {
-      const { inputs, backend, attrs } = raw as unknown as KernelArgs;
-      const ins = inputs as Record<string, tf.TensorInfo>;
-      const a = attrs as unknown as WindowAttentionAttrs;
-      const shape = geometry(ins, a);
-      const [dq, dk, dv] = [0, 1, 2].map(() => backend.makeOutput(ins.q.shape, 'float32'));
-      const dBias = a.hasBias ? backend.makeOutput(ins.bias.shape, 'float32') : undefined;
-      const off = (t: tf.TensorInfo) => offset(backend, t);
-      if (size(ins.q.shape) > 0) {
-        const params = [off(ins.dy), off(ins.q), off(ins.k), off(ins.v), a.hasBias ? off(ins.bias) : -1, a.hasMask ? off(ins.mask) : -1];
-        params.push(off(dq), off(dk), off(dv), dBias ? off(dBias) : -1, ...shape);
-        addon.windowAttentionGrad(backend.wasm.HEAPU8.buffer as ArrayBuffer, new Float64Array(params));
-      }
-      return dBias ? [dq, dk, dv, dBias] : [dq, dk, dv];
-    },
+  register(WINDOW_ATTENTION_GRAD_KERNEL, (ins, a, geo, backend) => {
+    const [dq, dk, dv] = [0, 1, 2].map(() => backend.makeOutput(ins.q.shape, 'float32'));
+    const dBias = a.hasBias ? backend.makeOutput(ins.bias.shape, 'float32') : undefined;
+    call('windowAttentionGrad', backend, size(ins.q.shape) === 0, [ins.dy, ins.q, ins.k, ins.v, ...biasMask(ins, a), dq, dk, dv, dBias, ...geo]);
+    return dBias ? [dq, dk, dv, dBias] : [dq, dk, dv];
   });
-  tf.registerKernel({
-    kernelName: ATTENTION_PROBS_KERNEL,
-    backendName: 'wasm',
-    kernelFunc: (raw) => {
-      const { inputs, backend, attrs } = raw as unknown as KernelArgs;
-      const ins = inputs as Record<string, tf.TensorInfo>;
-      const a = attrs as unknown as WindowAttentionAttrs;
-      const shape = geometry(ins, a);
-      const [bh, n] = ins.q.shape;
-      const out = backend.makeOutput([bh, n, n], 'float32');
-      if (size(out.shape) > 0) {
-        const off = (t: tf.TensorInfo) => offset(backend, t);
-        const params = [off(ins.q), off(ins.k), a.hasBias ? off(ins.bias) : -1, a.hasMask ? off(ins.mask) : -1, off(out), ...shape];
-        addon.attentionProbs(backend.wasm.HEAPU8.buffer as ArrayBuffer, new Float64Array(params));
-      }
-      return out;
-    },
+  register(ATTENTION_PROBS_KERNEL, (ins, a, geo, backend) => {
+    const [bh, n] = ins.q.shape;
+    const out = backend.makeOutput([bh, n, n], 'float32');
+    call('attentionProbs', backend, size(out.shape) === 0, [ins.q, ins.k, ...biasMask(ins, a), out, ...geo]);
+    return out;
   });
-  tf.registerKernel({
-    kernelName: ATTENTION_PROBS_GRAD_KERNEL,
-    backendName: 'wasm',
-    kernelFunc: (raw) => {
-      const { inputs, backend, attrs } = raw as unknown as KernelArgs;
-      const ins = inputs as Record<string, tf.TensorInfo>;
-      const a = attrs as unknown as WindowAttentionAttrs;
-      const shape = geometry(ins, a);
-      const [dq, dk] = [0, 1].map(() => backend.makeOutput(ins.q.shape, 'float32'));
-      const dBias = a.hasBias ? backend.makeOutput(ins.bias.shape, 'float32') : undefined;
-      if (size(ins.q.shape) > 0) {
-        const off = (t: tf.TensorInfo) => offset(backend, t);
-        const params = [off(ins.dy), off(ins.probs), off(ins.q), off(ins.k), off(dq), off(dk), dBias ? off(dBias) : -1, ...shape];
-        addon.attentionProbsGrad(backend.wasm.HEAPU8.buffer as ArrayBuffer, new Float64Array(params));
-      }
-      return dBias ? [dq, dk, dBias] : [dq, dk];
-    },
+  register(ATTENTION_PROBS_GRAD_KERNEL, (ins, a, geo, backend) => {
+    const [dq, dk] = [0, 1].map(() => backend.makeOutput(ins.q.shape, 'float32'));
+    const dBias = a.hasBias ? backend.makeOutput(ins.bias.shape, 'float32') : undefined;
+    call('attentionProbsGrad', backend, size(ins.q.shape) === 0, [ins.dy, ins.probs, ins.q, ins.k, dq, dk, dBias, ...geo]);
+    return dBias ? [dq, dk, dBias] : [dq, dk];
   });
   tf.registerGradient({
     kernelName: ATTENTION_PROBS_KERNEL,
