@@ -174,6 +174,15 @@ function pair(v: unknown): [number, number] {
   return [(v as number[])[0], (v as number[])[1]];
 }
 
+/** The addon's 15 conv shape fields (ConvShape in native/irlens_native.cc); co: output channels, or the
+ * channel multiplier of a depthwise conv. */
+function convShapeParams(info: tf.backend_util.Conv2DInfo, co: number): number[] {
+  return [
+    info.batchSize, info.inHeight, info.inWidth, info.inChannels, info.filterHeight, info.filterWidth, co, info.outHeight,
+    info.outWidth, info.strideHeight, info.strideWidth, info.dilationHeight, info.dilationWidth, info.padInfo.top, info.padInfo.left,
+  ];
+}
+
 function conv(addon: NativeAddon, args: KernelArgs, depthwise: boolean, fused: boolean): tf.TensorInfo | null {
   const { x, filter } = args.inputs;
   const attrs = args.attrs ?? {};
@@ -208,21 +217,7 @@ function conv(addon: NativeAddon, args: KernelArgs, depthwise: boolean, fused: b
     offset(args.backend, x!),
     offset(args.backend, filter!),
     offset(args.backend, out),
-    info.batchSize,
-    info.inHeight,
-    info.inWidth,
-    info.inChannels,
-    info.filterHeight,
-    info.filterWidth,
-    depthwise ? fs[3] : info.outChannels, // depthwise: the channel multiplier
-    info.outHeight,
-    info.outWidth,
-    info.strideHeight,
-    info.strideWidth,
-    info.dilationHeight,
-    info.dilationWidth,
-    info.padInfo.top,
-    info.padInfo.left,
+    ...convShapeParams(info, depthwise ? fs[3] : info.outChannels),
     ...ep,
   ]);
   const heap = args.backend.wasm.HEAPU8.buffer as ArrayBuffer;
@@ -269,21 +264,7 @@ function convBackward(addon: NativeAddon, args: KernelArgs, depthwise: boolean, 
     offset(args.backend, gradient === 'input' ? dy! : other!),
     offset(args.backend, gradient === 'input' ? other! : dy!),
     offset(args.backend, out),
-    info.batchSize,
-    info.inHeight,
-    info.inWidth,
-    info.inChannels,
-    info.filterHeight,
-    info.filterWidth,
-    depthwise ? fShape[3] : info.outChannels,
-    info.outHeight,
-    info.outWidth,
-    info.strideHeight,
-    info.strideWidth,
-    info.dilationHeight,
-    info.dilationWidth,
-    info.padInfo.top,
-    info.padInfo.left,
+    ...convShapeParams(info, depthwise ? fShape[3] : info.outChannels),
     gradient === 'input' ? 0 : 1,
     depthwise ? 1 : 0,
   ]);
