@@ -29,7 +29,6 @@ export function unwatched(root: object, paths: string[]): boolean {
   return ctx.watches !== undefined && !paths.some((p) => ctx.watches!(p));
 }
 
-
 let active: HookContext | undefined;
 
 export function currentHookContext(): HookContext | undefined {
