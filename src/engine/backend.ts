@@ -12,6 +12,7 @@ import '@tensorflow/tfjs-backend-wasm';
 import { registerDilatedConvGradients, registerResizeGradFixes, registerWasmTrainingKernels } from './wasm-kernels';
 import { nativeAddon, nativeLibrary } from './native/addon';
 import { registerNativeKernels } from './native/kernels';
+import { installGradientMemorySavings } from './gradient-memory';
 
 export type BackendName = 'node-gpu' | 'node' | 'wasm' | 'cpu';
 export const BACKEND_NAMES: readonly BackendName[] = ['node-gpu', 'node', 'wasm', 'cpu'];
@@ -159,6 +160,7 @@ export async function initBackend(requested?: BackendName | string): Promise<Bac
       const why = await activate(name);
       if (why === undefined) {
         await tf.ready();
+        installGradientMemorySavings();
         current = {
           name,
           tfBackend: tf.getBackend(),
