@@ -1,4 +1,4 @@
-// irlens native kernels: GEMM-based MatMul / Conv2D and a direct depthwise conv, computed in place on the
+// irlens native kernels: GEMM-based MatMul / Conv2D and depthwise convs, computed in place on the
 // TF.js wasm backend's heap (an ArrayBuffer plus byte offsets handed over from JS; see src/engine/native/).
 //
 // Library choice (measured on the 2-core AMD EPYC with AVX-512, see bench/README.md): OpenBLAS 0.3.21 sgemm
@@ -6,14 +6,15 @@
 // (~105 with the AVX2 'Haswell' ones, tfjs-wasm 26.5), and it is the GEMM of the PyTorch we compare against.
 // Debian's native XNNPACK is a 2022 snapshot with an unstable API. Without oneDNN (below), convolutions are
 // im2col (one block of rows at a time, per thread) + sgemm, which keeps everything on one well-kept GEMM.
-// The depthwise conv is a direct loop: it is memory-bound and the compiler vectorises the channel loop.
+// Depthwise convs run on oneDNN's NHWC depthwise kernels when it is built in, else on a direct loop (memory-bound;
+// the compiler vectorises the channel loop).
 //
 // KxK convolutions (K > 1) go to oneDNN 2.6 when it was found at build time (IRLENS_HAVE_DNNL, see
 // native/build.js): its AVX-512 'brgconv' kernels run the full-resolution MPRNet conv [1,128,128,128] x
 // [3,3,128,128] in ~21 ms CPU on one thread against ~57 ms for im2col + sgemm (measured here). It is what PyTorch
-// uses for the same convs. Activations stay NHWC (no layout conversion); only the small weights are reordered into
-// oneDNN's blocked layout on every call (they change between training steps). Primitives are cached per shape and
-// thread count.
+// uses for the same convs. Activations are reordered into oneDNN's blocked layouts (see g_dnnlBlocked), except for
+// depthwise convs, which stay NHWC; the small weights are reordered on every call (they change between training
+// steps). Primitives are cached per shape and thread count.
 //
 // Threads and determinism: OpenBLAS runs single-threaded inside each of our threads, and work is split into
 // a fixed number of contiguous parts (output rows, or whole batch items) that depends only on the shape and
@@ -347,29 +348,33 @@ DnnlGeometry dnnlGeometry(const ConvShape& s, bool depthwise) {
   return g;
 }
 
-// Computes y = conv(x, f) with oneDNN; false when oneDNN has no implementation for the shape (then im2col runs).
+// Computes y = conv(x, f) (or the depthwise conv) with oneDNN; false when oneDNN has no implementation but its
+// reference loop for the shape (then im2col or the depthwise loop runs).
 // oneDNN's OpenMP regions use the calling thread's omp max-threads, so it is set to `threads` for both the
 // primitive's creation (its work split depends on it) and its execution. Each oneDNN forward output element is
 // reduced by one thread in a fixed order, so the same inputs and thread count give bit-identical results.
-bool dnnlConv(const ConvShape& s, const float* x, const float* f, float* y, int threads) {
+bool dnnlConv(const ConvShape& s, bool depthwise, const float* x, const float* f, float* y, int threads) {
   using dnnl::memory;
-  using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int>;
+  using Key = std::tuple<bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int>;
   // thread_local: Node worker threads may each load the addon's functions; they never share a cache entry.
   thread_local std::map<Key, std::unique_ptr<DnnlConv>> cache;
   thread_local std::map<Key, bool> unsupported;
-  const Key key{s.n, s.h, s.w, s.ci, s.kh, s.kw, s.co, s.oh, s.ow, s.sh, s.sw, s.dh, s.dw, s.top, s.left, threads};
+  const Key key{depthwise, s.n, s.h, s.w, s.ci, s.kh, s.kw, s.co, s.oh, s.ow, s.sh, s.sw, s.dh, s.dw, s.top, s.left, threads};
   if (unsupported.count(key)) return false;
   omp_set_num_threads(threads);
   auto it = cache.find(key);
   if (it == cache.end()) {
     if (cache.size() >= 256) cache.clear();  // bounded: each entry holds a weights buffer (many input sizes)
     try {
-      const DnnlGeometry g = dnnlGeometry(s, false);
-      const memory::desc anySrc = g_dnnlBlocked ? memory::desc(g.src.dims(), memory::data_type::f32, memory::format_tag::any) : g.src;
-      const memory::desc anyDst = g_dnnlBlocked ? memory::desc(g.dst.dims(), memory::data_type::f32, memory::format_tag::any) : g.dst;
+      const DnnlGeometry g = dnnlGeometry(s, depthwise);
+      // Depthwise convs stay on NHWC, where oneDNN's jit_dw kernels need no reorders (see dnnlBackward).
+      const bool blocked = g_dnnlBlocked && !depthwise;
+      const memory::desc anySrc = blocked ? memory::desc(g.src.dims(), memory::data_type::f32, memory::format_tag::any) : g.src;
+      const memory::desc anyDst = blocked ? memory::desc(g.dst.dims(), memory::data_type::f32, memory::format_tag::any) : g.dst;
       const dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
                                               anySrc, g.anyWeights, anyDst, g.strides, g.dilates, g.padL, g.padR);
       const dnnl::convolution_forward::primitive_desc pd(d, dnnlEngine());
+      if (std::string(pd.impl_info_str()).rfind("ref", 0) == 0) throw dnnl::error(dnnl_unimplemented, "reference only");
       auto c = std::make_unique<DnnlConv>();
       c->conv = dnnl::convolution_forward(pd);
       c->src = Staged(g.src, pd.src_desc(), true);
@@ -405,6 +410,41 @@ struct DnnlBackward {
   dnnl::reorder reorder; // user -> primitive (data) or primitive -> user (weights)
 };
 
+// Builds the backward primitive on NHWC activations or (blocked) on the layouts oneDNN prefers; throws
+// dnnl::error when oneDNN has nothing but its reference loop for them.
+std::unique_ptr<DnnlBackward> dnnlBackwardPrimitive(BackwardKind kind, const DnnlGeometry& g, bool blocked) {
+  using dnnl::memory;
+  auto c = std::make_unique<DnnlBackward>();
+  c->userWeights = g.userWeights;
+  const memory::desc anySrc = blocked ? memory::desc(g.src.dims(), memory::data_type::f32, memory::format_tag::any) : g.src;
+  const memory::desc anyDst = blocked ? memory::desc(g.dst.dims(), memory::data_type::f32, memory::format_tag::any) : g.dst;
+  const dnnl::convolution_forward::desc fd(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
+                                           anySrc, g.anyWeights, anyDst, g.strides, g.dilates, g.padL, g.padR);
+  const dnnl::convolution_forward::primitive_desc fpd(fd, dnnlEngine());
+  if (kind == kBackwardData) {
+    const dnnl::convolution_backward_data::desc d(dnnl::algorithm::convolution_direct, anySrc, g.anyWeights, anyDst,
+                                                  g.strides, g.dilates, g.padL, g.padR);
+    const dnnl::convolution_backward_data::primitive_desc pd(d, dnnlEngine(), fpd);
+    if (std::string(pd.impl_info_str()).rfind("ref", 0) == 0) throw dnnl::error(dnnl_unimplemented, "reference only");
+    c->prim = dnnl::convolution_backward_data(pd);
+    c->src = Staged(g.src, pd.diff_src_desc(), false);
+    c->dst = Staged(g.dst, pd.diff_dst_desc(), true);
+    c->weights = memory(pd.weights_desc(), dnnlEngine());
+    c->reorder = dnnl::reorder(memory(g.userWeights, dnnlEngine(), nullptr), c->weights);
+  } else {
+    const dnnl::convolution_backward_weights::desc d(dnnl::algorithm::convolution_direct, anySrc, g.anyWeights, anyDst,
+                                                     g.strides, g.dilates, g.padL, g.padR);
+    const dnnl::convolution_backward_weights::primitive_desc pd(d, dnnlEngine(), fpd);
+    if (std::string(pd.impl_info_str()).rfind("ref", 0) == 0) throw dnnl::error(dnnl_unimplemented, "reference only");
+    c->prim = dnnl::convolution_backward_weights(pd);
+    c->src = Staged(g.src, pd.src_desc(), true);
+    c->dst = Staged(g.dst, pd.diff_dst_desc(), true);
+    c->weights = memory(pd.diff_weights_desc(), dnnlEngine());
+    c->reorder = dnnl::reorder(c->weights, memory(g.userWeights, dnnlEngine(), nullptr));
+  }
+  return c;
+}
+
 // dx = conv^T(dy, f) or dW = corr(x, dy) with oneDNN; false when oneDNN has only its reference loop (or nothing)
 // for the shape: then the gradient compositions run (src/engine/wasm/conv-grads.ts on the native forward kernels).
 // Determinism: oneDNN's backward-data kernels compute each dx element on one thread; the backward-weights
@@ -421,38 +461,21 @@ bool dnnlBackward(BackwardKind kind, const ConvShape& s, bool depthwise, const f
   auto it = cache.find(key);
   if (it == cache.end()) {
     if (cache.size() >= 256) cache.clear();
-    try {
-      const DnnlGeometry g = dnnlGeometry(s, depthwise);
-      auto c = std::make_unique<DnnlBackward>();
-      c->userWeights = g.userWeights;
-      const memory::desc anySrc = g_dnnlBlocked ? memory::desc(g.src.dims(), memory::data_type::f32, memory::format_tag::any) : g.src;
-      const memory::desc anyDst = g_dnnlBlocked ? memory::desc(g.dst.dims(), memory::data_type::f32, memory::format_tag::any) : g.dst;
-      const dnnl::convolution_forward::desc fd(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
-                                               anySrc, g.anyWeights, anyDst, g.strides, g.dilates, g.padL, g.padR);
-      const dnnl::convolution_forward::primitive_desc fpd(fd, dnnlEngine());
-      if (kind == kBackwardData) {
-        const dnnl::convolution_backward_data::desc d(dnnl::algorithm::convolution_direct, anySrc, g.anyWeights, anyDst,
-                                                      g.strides, g.dilates, g.padL, g.padR);
-        const dnnl::convolution_backward_data::primitive_desc pd(d, dnnlEngine(), fpd);
-        if (std::string(pd.impl_info_str()).rfind("ref", 0) == 0) throw dnnl::error(dnnl_unimplemented, "reference only");
-        c->prim = dnnl::convolution_backward_data(pd);
-        c->src = Staged(g.src, pd.diff_src_desc(), false);
-        c->dst = Staged(g.dst, pd.diff_dst_desc(), true);
-        c->weights = memory(pd.weights_desc(), dnnlEngine());
-        c->reorder = dnnl::reorder(memory(g.userWeights, dnnlEngine(), nullptr), c->weights);
-      } else {
-        const dnnl::convolution_backward_weights::desc d(dnnl::algorithm::convolution_direct, anySrc, g.anyWeights, anyDst,
-                                                         g.strides, g.dilates, g.padL, g.padR);
-        const dnnl::convolution_backward_weights::primitive_desc pd(d, dnnlEngine(), fpd);
-        if (std::string(pd.impl_info_str()).rfind("ref", 0) == 0) throw dnnl::error(dnnl_unimplemented, "reference only");
-        c->prim = dnnl::convolution_backward_weights(pd);
-        c->src = Staged(g.src, pd.src_desc(), true);
-        c->dst = Staged(g.dst, pd.diff_dst_desc(), true);
-        c->weights = memory(pd.diff_weights_desc(), dnnlEngine());
-        c->reorder = dnnl::reorder(c->weights, memory(g.userWeights, dnnlEngine(), nullptr));
+    // Layouts to try, best first. Depthwise: NHWC, where oneDNN's jit_dw kernels run without reorders (the
+    // backward of the dw 3x3 on [1,64,64,510]: ~3.4 ms on NHWC, ~7 ms blocked, of which ~5 ms are the
+    // reorders); then blocked. Other convs: blocked (their compute outweighs the reorders), as the forward.
+    std::vector<bool> layouts;
+    if (depthwise) layouts = {false, true};
+    else layouts = {g_dnnlBlocked};
+    const DnnlGeometry g = dnnlGeometry(s, depthwise);
+    for (const bool blocked : layouts) {
+      try {
+        it = cache.emplace(key, dnnlBackwardPrimitive(kind, g, blocked)).first;
+        break;
+      } catch (const dnnl::error&) {
       }
-      it = cache.emplace(key, std::move(c)).first;
-    } catch (const dnnl::error&) {
+    }
+    if (it == cache.end()) {
       unsupported[key] = true;
       return false;
     }
@@ -523,7 +546,7 @@ Napi::Value Conv2D(const Napi::CallbackInfo& info) {
   const int threads = static_cast<int>(std::min<int64_t>(threadsFor(2.0 * rows * kdim * s.co), std::max<int64_t>(rows, 1)));
 #ifdef IRLENS_HAVE_DNNL
   // KxK kernels (the gradient compositions' image-sized "filters" stay on im2col, which suits them).
-  if (g_dnnl && !direct && kdim > 0 && s.kh * s.kw > 1 && s.kh <= 11 && s.kw <= 11 && dnnlConv(s, x, f, y, threads)) {
+  if (g_dnnl && !direct && kdim > 0 && s.kh * s.kw > 1 && s.kh <= 11 && s.kw <= 11 && dnnlConv(s, false, x, f, y, threads)) {
     if (ep.active()) {
       parallel(threads, [&](int t, int parts) {
         int64_t r0, r1;
@@ -605,6 +628,20 @@ Napi::Value Depthwise(const Napi::CallbackInfo& info) {
   const Epilogue ep = a.epilogue(18);
   const int64_t outRows = s.n * s.oh;  // one unit = one output image row
   const int threads = static_cast<int>(std::min<int64_t>(threadsFor(2.0 * outRows * s.ow * cm * s.kh * s.kw), std::max<int64_t>(outRows, 1)));
+#ifdef IRLENS_HAVE_DNNL
+  // oneDNN's NHWC depthwise kernels (brdgmm_dw / jit_dw): the dw 3x3 on [1,64,64,510] in ~2.9 ms instead of
+  // ~3.8 ms, [1,64,64,48] in 0.34 instead of 0.91 ms. The loop below runs without oneDNN.
+  if (g_dnnl && outRows > 0 && cm > 0 && dnnlConv(s, true, x, f, y, threads)) {
+    if (ep.active()) {
+      parallel(threads, [&](int t, int parts) {
+        int64_t r0, r1;
+        part(outRows * s.ow, parts, t, &r0, &r1);
+        ep.apply(y + r0 * cm, r1 - r0, cm);
+      });
+    }
+    return info.Env().Undefined();
+  }
+#endif
   parallel(threads, [&](int t, int parts) {
     int64_t r0, r1;
     part(outRows, parts, t, &r0, &r1);

@@ -163,6 +163,7 @@ const DEPTHWISE_GRID: ConvCase[] = [
   { n: 2, h: 11, w: 10, ci: 3, co: 2, kh: 3, kw: 3, strides: [1, 1], dilations: [3, 3], pad: 'valid' },
   { n: 1, h: 9, w: 9, ci: 3, co: 1, kh: 3, kw: 3, strides: [2, 2], dilations: [1, 1], pad: 1, rounding: 'floor' },
   { n: 1, h: 64, w: 64, ci: 96, co: 1, kh: 3, kw: 3, strides: [1, 1], dilations: [1, 1], pad: 'same' }, // several threads
+  { n: 2, h: 12, w: 20, ci: 37, co: 1, kh: 5, kw: 5, strides: [1, 1], dilations: [1, 1], pad: 'same' }, // channels not a multiple of 16
 ];
 
 interface MatMulCase {
