@@ -408,6 +408,7 @@ struct DnnlBackward {
   dnnl::memory::desc userWeights;
   dnnl::memory weights;  // primitive layout: the weights (data) or the weight gradient (weights)
   dnnl::reorder reorder; // user -> primitive (data) or primitive -> user (weights)
+  std::string impl;      // oneDNN's implementation name (jit_dw:avx512_core, ...)
 };
 
 // Builds the backward primitive on NHWC activations or (blocked) on the layouts oneDNN prefers; throws
@@ -425,7 +426,8 @@ std::unique_ptr<DnnlBackward> dnnlBackwardPrimitive(BackwardKind kind, const Dnn
     const dnnl::convolution_backward_data::desc d(dnnl::algorithm::convolution_direct, anySrc, g.anyWeights, anyDst,
                                                   g.strides, g.dilates, g.padL, g.padR);
     const dnnl::convolution_backward_data::primitive_desc pd(d, dnnlEngine(), fpd);
-    if (std::string(pd.impl_info_str()).rfind("ref", 0) == 0) throw dnnl::error(dnnl_unimplemented, "reference only");
+    c->impl = pd.impl_info_str();
+    if (c->impl.rfind("ref", 0) == 0) throw dnnl::error(dnnl_unimplemented, "reference only");
     c->prim = dnnl::convolution_backward_data(pd);
     c->src = Staged(g.src, pd.diff_src_desc(), false);
     c->dst = Staged(g.dst, pd.diff_dst_desc(), true);
@@ -435,7 +437,8 @@ std::unique_ptr<DnnlBackward> dnnlBackwardPrimitive(BackwardKind kind, const Dnn
     const dnnl::convolution_backward_weights::desc d(dnnl::algorithm::convolution_direct, anySrc, g.anyWeights, anyDst,
                                                      g.strides, g.dilates, g.padL, g.padR);
     const dnnl::convolution_backward_weights::primitive_desc pd(d, dnnlEngine(), fpd);
-    if (std::string(pd.impl_info_str()).rfind("ref", 0) == 0) throw dnnl::error(dnnl_unimplemented, "reference only");
+    c->impl = pd.impl_info_str();
+    if (c->impl.rfind("ref", 0) == 0) throw dnnl::error(dnnl_unimplemented, "reference only");
     c->prim = dnnl::convolution_backward_weights(pd);
     c->src = Staged(g.src, pd.src_desc(), true);
     c->dst = Staged(g.dst, pd.diff_dst_desc(), true);
@@ -461,16 +464,23 @@ bool dnnlBackward(BackwardKind kind, const ConvShape& s, bool depthwise, const f
   auto it = cache.find(key);
   if (it == cache.end()) {
     if (cache.size() >= 256) cache.clear();
-    // Layouts to try, best first. Depthwise: NHWC, where oneDNN's jit_dw kernels run without reorders (the
-    // backward of the dw 3x3 on [1,64,64,510]: ~3.4 ms on NHWC, ~7 ms blocked, of which ~5 ms are the
-    // reorders); then blocked. Other convs: blocked (their compute outweighs the reorders), as the forward.
-    std::vector<bool> layouts;
-    if (depthwise) layouts = {false, true};
-    else layouts = {g_dnnlBlocked};
+    // Layouts to try, best first. Depthwise: only oneDNN's depthwise kernels (jit_dw), on NHWC, where they need
+    // no reorders (the backward of the dw 3x3 on [1,64,64,510]: ~3.4 ms on NHWC, ~7 ms blocked, of which ~5 ms
+    // are the reorders), else blocked. oneDNN 2.6 has no jit_dw backward-weights kernel for 5x5 and offers
+    // generic grouped kernels instead: for [1,48,48,360] they take 9-20 ms, irlens's composition ~1.7 ms.
+    // Other convs: blocked (their compute outweighs the reorders), as the forward.
+    struct Candidate {
+      bool blocked, needDepthwiseKernel;
+    };
+    std::vector<Candidate> candidates;
+    if (depthwise) candidates = {{false, true}, {true, true}};
+    else candidates = {{g_dnnlBlocked, false}};
     const DnnlGeometry g = dnnlGeometry(s, depthwise);
-    for (const bool blocked : layouts) {
+    for (const Candidate& cand : candidates) {
       try {
-        it = cache.emplace(key, dnnlBackwardPrimitive(kind, g, blocked)).first;
+        std::unique_ptr<DnnlBackward> c = dnnlBackwardPrimitive(kind, g, cand.blocked);
+        if (cand.needDepthwiseKernel && c->impl.find("_dw") == std::string::npos) continue;
+        it = cache.emplace(key, std::move(c)).first;
         break;
       } catch (const dnnl::error&) {
       }
