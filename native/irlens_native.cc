@@ -271,6 +271,11 @@ dnnl::engine& dnnlEngine() {
 // of a few ms. IRLENS_ONEDNN_BLOCKED=0 keeps NHWC (A/B measurements).
 bool g_dnnlBlocked = true;
 
+bool avx512Core() {
+  const unsigned isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa()), core = static_cast<unsigned>(dnnl::cpu_isa::avx512_core);
+  return (isa & core) == core;
+}
+
 // Scratch for activations reordered into a primitive's layout: one growing buffer per role and thread, so the
 // primitive cache does not hold activation-sized memory per shape.
 float* scratch(int role, size_t bytes) {
@@ -468,13 +473,16 @@ bool dnnlBackward(BackwardKind kind, const ConvShape& s, bool depthwise, const f
     // no reorders (the backward of the dw 3x3 on [1,64,64,510]: ~3.4 ms on NHWC, ~7 ms blocked, of which ~5 ms
     // are the reorders), else blocked. oneDNN 2.6 has no jit_dw backward-weights kernel for 5x5 and offers
     // generic grouped kernels instead: for [1,48,48,360] they take 9-20 ms, irlens's composition ~1.7 ms.
-    // Other convs: blocked (their compute outweighs the reorders), as the forward.
+    // Other convs: on AVX-512 cores NHWC, where oneDNN's backward kernels run as fast as on the blocked layout
+    // (and its forward picks NHWC brgconv itself): the reorders cost ~12% of MPRNet's conv-gradient time there.
+    // Else blocked, as the forward (on AVX2 the blocked jit kernels are ~1.5x faster than NHWC ones).
     struct Candidate {
       bool blocked, needDepthwiseKernel;
     };
     std::vector<Candidate> candidates;
     if (depthwise) candidates = {{false, true}, {true, true}};
-    else candidates = {{g_dnnlBlocked, false}};
+    else if (avx512Core() || !g_dnnlBlocked) candidates = {{false, false}, {true, false}};
+    else candidates = {{true, false}};
     const DnnlGeometry g = dnnlGeometry(s, depthwise);
     for (const Candidate& cand : candidates) {
       try {
