@@ -410,7 +410,7 @@ describe(`heavy-op kernels on the wasm backend (${NATIVE_EXPECTED ? 'native' : '
     }
   });
 
-  it('Transpose, Slice and SplitV (native strided copies) match the cpu backend exactly, for every dtype', async () => {
+  it('Transpose, Slice, SplitV and Concat (native strided copies) match the cpu backend exactly, for every dtype', async () => {
     const before = nativeKernelCalls();
     const rng = fc.sample(fc.nat(1_000_000), { seed: 20261204, numRuns: 400 });
     let k = 0;
@@ -447,10 +447,16 @@ describe(`heavy-op kernels on the wasm backend (${NATIVE_EXPECTED ? 'native' : '
         const axis = next(shape.length);
         const first = next(shape[axis] + 1);
         await exact(shape, dtype, (t) => tf.split(t, [first, shape[axis] - first], axis), `splitV ${dtype} ${JSON.stringify(shape)} axis ${axis} at ${first}`);
+        // Concat of three parts, one of them empty when first is 0 or the whole axis.
+        const joined = (t: tf.Tensor) => {
+          const [a, b] = tf.split(t, [first, shape[axis] - first], axis);
+          return tf.concat([b, t, a], axis);
+        };
+        await exact(shape, dtype, joined, `concat ${dtype} ${JSON.stringify(shape)} axis ${axis} at ${first}`);
       }
     }
     const after = nativeKernelCalls();
-    for (const g of ['Transpose', 'Slice', 'SplitV'] as const) {
+    for (const g of ['Transpose', 'Slice', 'SplitV', 'Concat'] as const) {
       const native = after[g].native - before[g].native;
       if (NATIVE_EXPECTED) expect(native, `${g} on the addon`).toBeGreaterThan(0);
       else expect(native).toBe(0);

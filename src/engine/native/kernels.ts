@@ -59,6 +59,7 @@ export const NATIVE_KERNELS = [
   'Transpose',
   'Slice',
   'SplitV',
+  'Concat',
   'Add',
   'Sub',
   'Multiply',
@@ -282,12 +283,23 @@ const stridesOf = (shape: readonly number[]) => (shape.length === 0 ? [] : [...t
 const COPY_BYTES: Partial<Record<tf.DataType, number>> = { float32: 4, int32: 4, bool: 1 };
 
 /**
- * Copies the box `shape` of `x` (starting at element `begin`, read with strides `inStrides`) into the
- * contiguous `out`, after dropping size-1 axes and merging axes that are contiguous on both
- * sides, so a slice of whole rows is one memcpy and a transpose is a tiled 2-D copy.
+ * Copies the box `shape` of `x` (starting at element `begin`, read with strides `inStrides`) into `out` (from
+ * element `outBegin`, written with strides `outStrides`; by default `out` is the box itself, contiguous), after
+ * dropping size-1 axes and merging axes that are contiguous on both sides, so a slice of whole rows is one
+ * memcpy and a transpose is a tiled 2-D copy.
  */
-function copyBox(addon: NativeAddon, backend: WasmBackend, x: tf.TensorInfo, out: tf.TensorInfo, begin: number, shape: number[], inStrides: number[]): void {
-  const os = stridesOf(shape);
+function copyBox(
+  addon: NativeAddon,
+  backend: WasmBackend,
+  x: tf.TensorInfo,
+  out: tf.TensorInfo,
+  begin: number,
+  shape: number[],
+  inStrides: number[],
+  outBegin = 0,
+  outStrides = stridesOf(shape),
+): void {
+  const os = outStrides;
   const dims: [number, number, number][] = [];
   shape.forEach((n, d) => {
     if (n !== 1) dims.push([n, inStrides[d], os[d]]);
@@ -302,7 +314,7 @@ function copyBox(addon: NativeAddon, backend: WasmBackend, x: tf.TensorInfo, out
   const bytes = COPY_BYTES[x.dtype]!;
   const params = new Float64Array([
     offset(backend, x) + begin * bytes,
-    offset(backend, out),
+    offset(backend, out) + outBegin * bytes,
     bytes,
     merged.length,
     ...merged.map((m) => m[0]),
@@ -350,6 +362,23 @@ function splitV(addon: NativeAddon, args: KernelArgs): tf.TensorInfo[] | null {
     start += s;
     return out;
   });
+}
+
+/** Concat: each input copied into its box of the output (tfjs-wasm copies element rows one call at a time). */
+function concat(addon: NativeAddon, args: KernelArgs): tf.TensorInfo | null {
+  const xs = Object.values(args.inputs).filter((t): t is tf.TensorInfo => t !== undefined);
+  if (xs.length === 0 || xs.some((t) => COPY_BYTES[t.dtype] === undefined || t.dtype !== xs[0].dtype || t.shape.length > 8)) return null;
+  const axis = tf.util.parseAxisParam(args.attrs?.axis as number, xs[0].shape)[0];
+  const outShape = tf.backend_util.computeOutShape(xs.map((t) => t.shape), axis);
+  if (size(outShape) < MIN_NATIVE_ELEMENTS) return null;
+  const out = args.backend.makeOutput(outShape, xs[0].dtype);
+  const os = stridesOf(outShape);
+  let start = 0;
+  for (const x of xs) {
+    if (size(x.shape) > 0) copyBox(addon, args.backend, x, out, 0, x.shape, stridesOf(x.shape), start * os[axis], os);
+    start += x.shape[axis];
+  }
+  return out;
 }
 
 // ------------------------------------------------------------------------------------ elementwise, reduce
@@ -441,6 +470,7 @@ const COMPUTE: Record<NativeKernelName, Compute> = {
   Transpose: transpose,
   Slice: slice,
   SplitV: splitV,
+  Concat: concat,
   Add: (addon, args) => binary(addon, args, BINARY_OPS.Add),
   Sub: (addon, args) => binary(addon, args, BINARY_OPS.Sub),
   Multiply: (addon, args) => binary(addon, args, BINARY_OPS.Multiply),
