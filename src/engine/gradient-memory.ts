@@ -124,6 +124,11 @@ function releasingGradient(engine: EngineInternals, node: TapeNode, gradient: No
   };
 }
 
+/** True while a gradient tape records (inside tf.grad / variableGrads), where ops save tensors for the backward. */
+export function recordingGradients(): boolean {
+  return (tf.engine() as unknown as EngineInternals).state.gradientDepth > 0;
+}
+
 let restore: (() => void) | undefined;
 
 /** Installs both savings on the engine (all backends; idempotent). */

@@ -3,6 +3,7 @@
  * (kaiming_uniform(a=sqrt(5)) => U(+-1/sqrt(fan_in)) for weights and biases of Conv2d/Linear).
  */
 import * as tf from '@tensorflow/tfjs';
+import { recordingGradients } from '../engine/gradient-memory';
 import { gelu } from '../engine/wasm/gelu';
 import { layerNorm } from '../engine/wasm/layer-norm';
 import { currentHookContext } from './hook-context';
@@ -113,9 +114,12 @@ export class Linear extends Module {
   forward(x: tf.Tensor): tf.Tensor {
     return tf.tidy(() => {
       const lead = x.shape.slice(0, -1);
-      const y = tf.matMul(tf.reshape(x, [-1, this.inFeatures]), this.weight as tf.Tensor2D);
-      const yb = this.bias ? tf.add(y, this.bias) : y;
-      return tf.reshape(yb, [...lead, this.outFeatures]);
+      const x2 = tf.reshape(x, [-1, this.inFeatures]);
+      const w = this.weight as tf.Tensor2D;
+      // Outside training the bias joins the product's kernel (one pass less, the same bits: the native GEMM adds
+      // it after the product, as Add would). While a tape records, tfjs's fused op would save its output too.
+      const y = !this.bias ? tf.matMul(x2, w) : recordingGradients() ? tf.add(tf.matMul(x2, w), this.bias) : tf.fused.matMul({ a: x2, b: w, bias: this.bias });
+      return tf.reshape(y, [...lead, this.outFeatures]);
     });
   }
 }
