@@ -999,23 +999,40 @@ Napi::Value Reduce(const Napi::CallbackInfo& info) {
 
 // ------------------------------------------------------------------------------------- window attention
 
-// Geometry of a windowed multi-head attention: q, k, v [bw*heads, n, d] (window-major, then head); bias
+// Geometry of a windowed multi-head attention over bw windows of n tokens, heads heads of d channels; bias
 // [biasHeads, n, n] with biasHeads 1 or heads (null: none); mask [nW, n, n] for window b % nW (null: none).
 struct AttentionShape {
   int64_t bw, heads, n, d, biasHeads, nW;
   float scale;
 };
 
-// P = softmax((q * scale) k^T + bias + mask) for one (window, head) unit, into p [n, n]; qs: [n, d] scratch.
-// The same operations as the tf-op composition (src/models/blocks/window-attention.ts): q scaled first, then
-// the product, bias, mask, and a softmax that subtracts the row maximum (sum in float64).
-void attentionProbs(const AttentionShape& s, int64_t u, const float* q, const float* k, const float* bias, const float* mask,
+// Where the n rows (d floats each) of the unit (window b, head h) = u (b * heads + h) of a q, k, v or output
+// tensor live: from b * bS + h * hS, ld floats apart. Head layout [bw*heads, n, d]: bS = heads*n*d, hS = n*d,
+// ld = d. Token layout [bw, n, ld] (heads side by side in the channels, as the qkv projection writes them and
+// the output projection reads them, so no transpose is needed; ld may be longer than heads*d, as for q, k, v
+// read from one packed [bw, n, 3C] projection): bS = n*ld, hS = d.
+struct UnitLayout {
+  int64_t bS, hS, ld;
+  int64_t at(int64_t u, int64_t heads) const { return (u / heads) * bS + (u % heads) * hS; }
+  // Floats from a unit-0 pointer to one past the last element any unit touches (for the bounds check).
+  int64_t extent(const AttentionShape& s) const { return (s.bw - 1) * bS + (s.heads - 1) * hS + (s.n - 1) * ld + s.d; }
+};
+
+UnitLayout headLayout(const AttentionShape& s) { return UnitLayout{s.heads * s.n * s.d, s.n * s.d, s.d}; }
+UnitLayout tokenLayout(const AttentionShape& s, int64_t ld) { return UnitLayout{s.n * ld, s.d, ld}; }
+
+// P = softmax((q * scale) k^T + bias + mask) for unit u, into p [n, n]; qu, ku: the unit's rows (ld apart);
+// qs: [n, d] scratch that receives the scaled q. The same operations as the tf-op composition
+// (src/models/blocks/window-attention.ts): q scaled first, then the product, bias, mask, and a softmax that
+// subtracts the row maximum (sum in float64). The heads and token layouts give the same bits: the GEMM packs
+// its operands whatever their row stride.
+void attentionProbs(const AttentionShape& s, int64_t u, const float* qu, const float* ku, int64_t ld, const float* bias, const float* mask,
                     float* qs, float* p) {
-  const int64_t nd = s.n * s.d, nn = s.n * s.n;
-  const float* qu = q + u * nd;
-  for (int64_t i = 0; i < nd; i++) qs[i] = qu[i] * s.scale;
+  const int64_t nn = s.n * s.n;
+  for (int64_t r = 0; r < s.n; r++)
+    for (int64_t i = 0; i < s.d; i++) qs[r * s.d + i] = qu[r * ld + i] * s.scale;
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(s.n), static_cast<int>(s.n), static_cast<int>(s.d), 1.f, qs,
-              static_cast<int>(s.d), k + u * nd, static_cast<int>(s.d), 0.f, p, static_cast<int>(s.n));
+              static_cast<int>(s.d), ku, static_cast<int>(ld), 0.f, p, static_cast<int>(s.n));
   const int64_t b = u / s.heads, h = u % s.heads;
   if (bias) {
     const float* bh = bias + (s.biasHeads == 1 ? 0 : h) * nn;
@@ -1041,27 +1058,45 @@ AttentionShape attentionShape(const Args& a, size_t k) {
   return AttentionShape{a.i64(k), a.i64(k + 1), a.i64(k + 2), a.i64(k + 3), a.i64(k + 4), a.i64(k + 5), static_cast<float>(a.p.at(k + 6))};
 }
 
-// out = P v per (window, head). params: 0 qOff, 1 kOff, 2 vOff, 3 biasOff (-1), 4 maskOff (-1), 5 outOff,
-// 6.. bw, heads, n, d, biasHeads, nW, scale.
+// A q, k, v or output tensor of the attention: its unit-0 pointer (bounds-checked over all units) and layout.
+struct AttentionOperand {
+  float* base;
+  UnitLayout layout;
+  float* unit(int64_t u, int64_t heads) const { return base + layout.at(u, heads); }
+};
+
+AttentionOperand attentionOperand(const Args& a, size_t k, const AttentionShape& s, const UnitLayout& layout) {
+  return AttentionOperand{a.f32(k, layout.extent(s)), layout};
+}
+
+// Bias and mask of params k and k + 1 (offset -1: none).
+void biasAndMask(const Args& a, size_t k, const AttentionShape& s, const float** bias, const float** mask) {
+  *bias = a.i64(k) >= 0 ? a.f32(k, s.biasHeads * s.n * s.n) : nullptr;
+  *mask = a.i64(k + 1) >= 0 ? a.f32(k + 1, s.nW * s.n * s.n) : nullptr;
+}
+
+// out = P v per (window, head) in token layout: q, k, v [bw, n, inLd] (heads side by side from their offsets),
+// out [bw, n, outLd]. params: 0 qOff, 1 kOff, 2 vOff, 3 biasOff (-1), 4 maskOff (-1), 5 outOff,
+// 6.. bw, heads, n, d, biasHeads, nW, scale, 13 inLd, 14 outLd.
 Napi::Value WindowAttention(const Napi::CallbackInfo& info) {
   Args a(info);
   const AttentionShape s = attentionShape(a, 6);
+  const UnitLayout in = tokenLayout(s, a.i64(13)), outL = tokenLayout(s, a.i64(14));
   const int64_t units = s.bw * s.heads, nd = s.n * s.d, nn = s.n * s.n;
-  const float* q = a.f32(0, units * nd);
-  const float* k = a.f32(1, units * nd);
-  const float* v = a.f32(2, units * nd);
-  const float* bias = a.i64(3) >= 0 ? a.f32(3, s.biasHeads * nn) : nullptr;
-  const float* mask = a.i64(4) >= 0 ? a.f32(4, s.nW * nn) : nullptr;
-  float* out = a.f32(5, units * nd);
+  const AttentionOperand q = attentionOperand(a, 0, s, in), k = attentionOperand(a, 1, s, in), v = attentionOperand(a, 2, s, in);
+  const AttentionOperand out = attentionOperand(a, 5, s, outL);
+  const float *bias, *mask;
+  biasAndMask(a, 3, s, &bias, &mask);
+  const int N = static_cast<int>(s.n), D = static_cast<int>(s.d);
   const int threads = static_cast<int>(std::min<int64_t>(threadsFor(4.0 * units * nn * s.d), std::max<int64_t>(units, 1)));
   parallel(threads, [&](int t, int parts) {
     int64_t u0, u1;
     part(units, parts, t, &u0, &u1);
     std::vector<float> qs(nd), p(nn);
     for (int64_t u = u0; u < u1; u++) {
-      attentionProbs(s, u, q, k, bias, mask, qs.data(), p.data());
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(s.n), static_cast<int>(s.d), static_cast<int>(s.n), 1.f,
-                  p.data(), static_cast<int>(s.n), v + u * nd, static_cast<int>(s.d), 0.f, out + u * nd, static_cast<int>(s.d));
+      attentionProbs(s, u, q.unit(u, s.heads), k.unit(u, s.heads), in.ld, bias, mask, qs.data(), p.data());
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, D, N, 1.f, p.data(), N, v.unit(u, s.heads), static_cast<int>(in.ld), 0.f,
+                  out.unit(u, s.heads), static_cast<int>(outL.ld));
     }
   });
   return info.Env().Undefined();
@@ -1069,8 +1104,9 @@ Napi::Value WindowAttention(const Napi::CallbackInfo& info) {
 
 // From dP (in dp, overwritten with dS) and P of unit u: dS = P (dP - rowsum(dP P)), dq = scale dS k,
 // dk = dS^T (q scale) (qs: the scaled q of the unit), and dS added to the unit's head of pb (null: no bias).
-void scoresGrad(const AttentionShape& s, int64_t u, const float* p, float* dp, const float* k, const float* qs, float* dq, float* dk, double* pb) {
-  const int64_t nd = s.n * s.d, nn = s.n * s.n;
+void scoresGrad(const AttentionShape& s, int64_t u, const float* p, float* dp, const AttentionOperand& k, const float* qs,
+                const AttentionOperand& dq, const AttentionOperand& dk, double* pb) {
+  const int64_t nn = s.n * s.n;
   const int N = static_cast<int>(s.n), D = static_cast<int>(s.d);
   for (int64_t r = 0; r < s.n; r++) {
     const float* pr = p + r * s.n;
@@ -1080,8 +1116,9 @@ void scoresGrad(const AttentionShape& s, int64_t u, const float* p, float* dp, c
     const float fd = static_cast<float>(dot);
     for (int64_t j = 0; j < s.n; j++) dr[j] = pr[j] * (dr[j] - fd);
   }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, D, N, s.scale, dp, N, k + u * nd, D, 0.f, dq + u * nd, D);
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, D, N, 1.f, dp, N, qs, D, 0.f, dk + u * nd, D);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, D, N, s.scale, dp, N, k.unit(u, s.heads), static_cast<int>(k.layout.ld), 0.f,
+              dq.unit(u, s.heads), static_cast<int>(dq.layout.ld));
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, D, N, 1.f, dp, N, qs, D, 0.f, dk.unit(u, s.heads), static_cast<int>(dk.layout.ld));
   if (pb) {
     double* hb = pb + (s.biasHeads == 1 ? 0 : u % s.heads) * nn;
     for (int64_t i = 0; i < nn; i++) hb[i] += dp[i];
@@ -1098,39 +1135,38 @@ void mergeBiasGrad(const std::vector<double>& partial, int threads, int64_t len,
 }
 
 // P alone, [bw*heads, n, n]: the probabilities WindowAttention uses, bit for bit (same attentionProbs), for
-// runs whose hooks read or change them. params: 0 qOff, 1 kOff, 2 biasOff (-1), 3 maskOff (-1), 4 outOff,
-// 5.. shape as WindowAttention (d included).
+// runs whose hooks read or change them; q, k in head layout [bw*heads, n, d]. params: 0 qOff, 1 kOff,
+// 2 biasOff (-1), 3 maskOff (-1), 4 outOff, 5.. shape as WindowAttention (d included).
 Napi::Value AttentionProbs(const Napi::CallbackInfo& info) {
   Args a(info);
   const AttentionShape s = attentionShape(a, 5);
+  const UnitLayout heads = headLayout(s);
   const int64_t units = s.bw * s.heads, nd = s.n * s.d, nn = s.n * s.n;
-  const float* q = a.f32(0, units * nd);
-  const float* k = a.f32(1, units * nd);
-  const float* bias = a.i64(2) >= 0 ? a.f32(2, s.biasHeads * nn) : nullptr;
-  const float* mask = a.i64(3) >= 0 ? a.f32(3, s.nW * nn) : nullptr;
+  const AttentionOperand q = attentionOperand(a, 0, s, heads), k = attentionOperand(a, 1, s, heads);
+  const float *bias, *mask;
+  biasAndMask(a, 2, s, &bias, &mask);
   float* out = a.f32(4, units * nn);
   const int threads = static_cast<int>(std::min<int64_t>(threadsFor(2.0 * units * nn * s.d), std::max<int64_t>(units, 1)));
   parallel(threads, [&](int t, int parts) {
     int64_t u0, u1;
     part(units, parts, t, &u0, &u1);
     std::vector<float> qs(nd);
-    for (int64_t u = u0; u < u1; u++) attentionProbs(s, u, q, k, bias, mask, qs.data(), out + u * nn);
+    for (int64_t u = u0; u < u1; u++) attentionProbs(s, u, q.unit(u, s.heads), k.unit(u, s.heads), s.d, bias, mask, qs.data(), out + u * nn);
   });
   return info.Env().Undefined();
 }
 
-// Gradients of AttentionProbs from dP and the saved P. params: 0 dPOff, 1 pOff, 2 qOff, 3 kOff, 4 dqOff,
-// 5 dkOff, 6 dBiasOff (-1: not wanted), 7.. shape.
+// Gradients of AttentionProbs from dP and the saved P (head layout). params: 0 dPOff, 1 pOff, 2 qOff, 3 kOff,
+// 4 dqOff, 5 dkOff, 6 dBiasOff (-1: not wanted), 7.. shape.
 Napi::Value AttentionProbsGrad(const Napi::CallbackInfo& info) {
   Args a(info);
   const AttentionShape s = attentionShape(a, 7);
+  const UnitLayout heads = headLayout(s);
   const int64_t units = s.bw * s.heads, nd = s.n * s.d, nn = s.n * s.n;
   const float* dP = a.f32(0, units * nn);
   const float* P = a.f32(1, units * nn);
-  const float* q = a.f32(2, units * nd);
-  const float* k = a.f32(3, units * nd);
-  float* dq = a.f32(4, units * nd);
-  float* dk = a.f32(5, units * nd);
+  const AttentionOperand q = attentionOperand(a, 2, s, heads), k = attentionOperand(a, 3, s, heads);
+  const AttentionOperand dq = attentionOperand(a, 4, s, heads), dk = attentionOperand(a, 5, s, heads);
   float* dBias = a.i64(6) >= 0 ? a.f32(6, s.biasHeads * nn) : nullptr;
   const int threads = static_cast<int>(std::min<int64_t>(threadsFor(4.0 * units * nn * s.d), std::max<int64_t>(units, 1)));
   std::vector<double> partial(dBias ? static_cast<size_t>(threads * s.biasHeads * nn) : 0, 0.0);
@@ -1139,7 +1175,7 @@ Napi::Value AttentionProbsGrad(const Napi::CallbackInfo& info) {
     part(units, parts, t, &u0, &u1);
     std::vector<float> qs(nd), dp(nn);
     for (int64_t u = u0; u < u1; u++) {
-      const float* qu = q + u * nd;
+      const float* qu = q.unit(u, s.heads);
       for (int64_t i = 0; i < nd; i++) qs[i] = qu[i] * s.scale;
       std::memcpy(dp.data(), dP + u * nn, nn * sizeof(float));
       scoresGrad(s, u, P + u * nn, dp.data(), k, qs.data(), dq, dk, dBias ? partial.data() + t * s.biasHeads * nn : nullptr);
@@ -1151,35 +1187,34 @@ Napi::Value AttentionProbsGrad(const Napi::CallbackInfo& info) {
 
 // Gradients of WindowAttention, recomputing P: dV = P^T dO, dP = dO v^T, dS = P (dP - rowsum(dP P)),
 // dq = scale dS k, dk = dS^T (q scale), dBias[h] = sum over windows of dS (biasHeads 1: over heads too).
-// dBias is summed per thread over its fixed block of units in float64 and the blocks are added in thread
-// order. params: 0 dOutOff, 1 qOff, 2 kOff, 3 vOff, 4 biasOff, 5 maskOff, 6 dqOff, 7 dkOff, 8 dvOff,
-// 9 dBiasOff (-1: not wanted), 10.. shape as WindowAttention.
+// dq, dk, dv are written in the layout of q, k, v (for a packed qkv, side by side into one gradient); dOut has
+// the output's. dBias is summed per thread over its fixed block of units in float64 and the blocks are added
+// in thread order. params: 0 dOutOff, 1 qOff, 2 kOff, 3 vOff, 4 biasOff, 5 maskOff, 6 dqOff, 7 dkOff, 8 dvOff,
+// 9 dBiasOff (-1: not wanted), 10.. shape as WindowAttention, 17 inLd, 18 outLd.
 Napi::Value WindowAttentionGrad(const Napi::CallbackInfo& info) {
   Args a(info);
   const AttentionShape s = attentionShape(a, 10);
+  const UnitLayout in = tokenLayout(s, a.i64(17)), outL = tokenLayout(s, a.i64(18));
   const int64_t units = s.bw * s.heads, nd = s.n * s.d, nn = s.n * s.n;
-  const float* dOut = a.f32(0, units * nd);
-  const float* q = a.f32(1, units * nd);
-  const float* k = a.f32(2, units * nd);
-  const float* v = a.f32(3, units * nd);
-  const float* bias = a.i64(4) >= 0 ? a.f32(4, s.biasHeads * nn) : nullptr;
-  const float* mask = a.i64(5) >= 0 ? a.f32(5, s.nW * nn) : nullptr;
-  float* dq = a.f32(6, units * nd);
-  float* dk = a.f32(7, units * nd);
-  float* dv = a.f32(8, units * nd);
+  const AttentionOperand dOut = attentionOperand(a, 0, s, outL);
+  const AttentionOperand q = attentionOperand(a, 1, s, in), k = attentionOperand(a, 2, s, in), v = attentionOperand(a, 3, s, in);
+  const AttentionOperand dq = attentionOperand(a, 6, s, in), dk = attentionOperand(a, 7, s, in), dv = attentionOperand(a, 8, s, in);
+  const float *bias, *mask;
+  biasAndMask(a, 4, s, &bias, &mask);
   float* dBias = a.i64(9) >= 0 ? a.f32(9, s.biasHeads * nn) : nullptr;
   const int threads = static_cast<int>(std::min<int64_t>(threadsFor(8.0 * units * nn * s.d), std::max<int64_t>(units, 1)));
   std::vector<double> partial(dBias ? static_cast<size_t>(threads * s.biasHeads * nn) : 0, 0.0);
   const int N = static_cast<int>(s.n), D = static_cast<int>(s.d);
+  const int inLd = static_cast<int>(in.ld), outLd = static_cast<int>(outL.ld);
   parallel(threads, [&](int t, int parts) {
     int64_t u0, u1;
     part(units, parts, t, &u0, &u1);
     std::vector<float> qs(nd), p(nn), dp(nn);
     for (int64_t u = u0; u < u1; u++) {
-      attentionProbs(s, u, q, k, bias, mask, qs.data(), p.data());
-      const float* dO = dOut + u * nd;
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, D, N, 1.f, p.data(), N, dO, D, 0.f, dv + u * nd, D);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, N, D, 1.f, dO, D, v + u * nd, D, 0.f, dp.data(), N);
+      attentionProbs(s, u, q.unit(u, s.heads), k.unit(u, s.heads), in.ld, bias, mask, qs.data(), p.data());
+      const float* dO = dOut.unit(u, s.heads);
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, D, N, 1.f, p.data(), N, dO, outLd, 0.f, dv.unit(u, s.heads), inLd);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, N, D, 1.f, dO, outLd, v.unit(u, s.heads), inLd, 0.f, dp.data(), N);
       scoresGrad(s, u, p.data(), dp.data(), k, qs.data(), dq, dk, dBias ? partial.data() + t * s.biasHeads * nn : nullptr);
     }
   });

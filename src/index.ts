@@ -178,6 +178,7 @@ export {
   type TorchTensor,
   type Init,
   type Conv2dOptions,
+  type AttentionInput,
   type AttentionTaps,
   type WindowAttentionOptions,
   type HookFn,

@@ -50,7 +50,7 @@ import { PaddingRule, RestorationModel, TaskSpec } from './model';
 import { type Config, registerFamily, type VariantDef, withoutDefaultSwitches } from './family';
 import { shiftedWindowMask, windowPartition, windowReverse } from './blocks/windows';
 import { upsample, upsampleOneStep } from './blocks/upsample';
-import { splitHeads, windowAttention } from './blocks/window-attention';
+import { windowAttention } from './blocks/window-attention';
 
 export type EDTUpsampler = 'pixelshuffle' | 'pixelshuffledirect';
 export type EDTRainLevel = 'L' | 'H';
@@ -258,8 +258,8 @@ class WindowAttention extends Module {
       const [q, k, v] = tf.split(x, 3, 0).map((t) => windowPartition(t as tf.Tensor4D, wh, ww)); // [B_, N, c]
       const bw = q.shape[0];
       const lepe = this.lepe.call<tf.Tensor4D>(tf.reshape(v, [bw, wh, ww, c]));
-      const split = (t: tf.Tensor) => splitHeads(t, bw, n, heads);
-      const merged = windowAttention(this, split(q), split(k), split(v), { heads, scale: this.scale, mask, extra: split(lepe) });
+      const extra = tf.reshape(lepe, [bw, n, c]) as tf.Tensor3D;
+      const merged = windowAttention(this, { q, k, v }, { heads, scale: this.scale, mask, extra });
       return windowReverse(merged, wh, ww, h, w);
     });
   }

@@ -19,6 +19,6 @@ export {
   type TrainingDefaults,
   type VariantDef,
 } from './family';
-export { splitHeads, windowAttention, type AttentionTaps, type WindowAttentionOptions } from './blocks/window-attention';
+export { splitHeads, windowAttention, type AttentionInput, type AttentionTaps, type WindowAttentionOptions } from './blocks/window-attention';
 export * from './weights';
 export * from './layer-info';

@@ -29,7 +29,7 @@ import { padBottomRight, PaddingRule, RestorationModel, TaskSpec } from './model
 import { type Config, type FamilyPreset, registerFamily, withoutDefaultSwitches } from './family';
 import { shiftedWindowMask, windowPartition, windowReverse } from './blocks/windows';
 import { upsample, upsampleOneStep } from './blocks/upsample';
-import { splitHeads, windowAttention } from './blocks/window-attention';
+import { windowAttention } from './blocks/window-attention';
 
 export type SwinIRUpsampler = '' | 'pixelshuffle' | 'pixelshuffledirect' | 'nearest+conv';
 
@@ -175,15 +175,9 @@ class WindowAttention extends Module {
   /** x: [B*nW, N, C] windows; mask: [nW, N, N] (0 / -100) for shifted windows. Hook points: blocks/window-attention.ts. */
   forward(x: tf.Tensor3D, mask?: tf.Tensor3D): tf.Tensor3D {
     return tf.tidy(() => {
-      const [bw, n, c] = x.shape;
-      const heads = this.numHeads;
-      // [B*nW*N, 3, C] -> [3, B*nW*N, C] -> q, k, v -> [B*nW*heads, N, d]; every batched matMul has rank 3 on both
-      // sides. Two transposes of rank <= 4: the single rank-5 one ([B*nW, N, 3, heads, d] -> [3, B*nW, heads, N,
-      // d]) takes the wasm backend's generic N-D path, ~20x slower. Splitting the leading axis copies three
-      // contiguous blocks (splitting the channels would copy B*nW*N short rows).
-      const qkv = tf.transpose(tf.reshape(this.qkv.call<tf.Tensor>(x), [bw * n, 3, c]), [1, 0, 2]);
-      const [q, k, v] = tf.split(qkv, 3, 0).map((t) => splitHeads(t, bw, n, heads));
-      const merged = windowAttention(this, q, k, v, { heads, scale: this.scale, bias: this.relativeBias(), mask });
+      // qkv [B*nW, N, 3C] goes to the attention as it is: q, k, v side by side (blocks/window-attention.ts).
+      const qkv = this.qkv.call<tf.Tensor3D>(x);
+      const merged = windowAttention(this, { qkv }, { heads: this.numHeads, scale: this.scale, bias: this.relativeBias(), mask });
       return this.proj_drop.call<tf.Tensor3D>(this.proj.call<tf.Tensor>(merged));
     });
   }

@@ -19,7 +19,8 @@ import { computePath, setComputeThreads, computeThreads } from '../../src/engine
 import { nativeKernelCalls, NATIVE_KERNELS } from '../../src/engine/native/kernels';
 import { gelu, GELU_GRAD_KERNEL, GELU_KERNEL } from '../../src/engine/wasm/gelu';
 import { adamStep, ADAM_STEP_KERNEL } from '../../src/engine/wasm/adam-step';
-import { attentionProbs, fusedWindowAttention, WINDOW_ATTENTION_KERNEL } from '../../src/engine/wasm/window-attention';
+import { attentionProbs, fusedPackedWindowAttention, fusedWindowAttention, WINDOW_ATTENTION_KERNEL } from '../../src/engine/wasm/window-attention';
+import { splitHeads } from '../../src/models/blocks/window-attention';
 import { layerNorm, LAYER_NORM_GRAD_KERNEL, LAYER_NORM_KERNEL } from '../../src/engine/wasm/layer-norm';
 
 const REL_TOL = 1e-4;
@@ -579,9 +580,10 @@ describe(`heavy-op kernels on the wasm backend (${NATIVE_EXPECTED ? 'native' : '
     }
   });
 
-  it('fused window attention and its gradients match softmax((q*scale) k^T + bias + mask) v in tf ops on cpu', async () => {
+  it('fused window attention (token and packed layouts) and its gradients match softmax((q*scale) k^T + bias + mask) v in tf ops on cpu', async () => {
     expect(tf.getKernel(WINDOW_ATTENTION_KERNEL, 'wasm') !== undefined).toBe(NATIVE_EXPECTED);
     if (!NATIVE_EXPECTED) return; // the composed form is what runs there (tested through the models)
+    // Per head [bw*heads, n, d], as the tf-op composition of src/models/blocks/window-attention.ts computes it.
     const composed = (q: tf.Tensor3D, k: tf.Tensor3D, v: tf.Tensor3D, heads: number, scale: number, bias?: tf.Tensor3D, mask?: tf.Tensor3D) => {
       const [bh, n] = q.shape;
       const bw = bh / heads;
@@ -592,47 +594,63 @@ describe(`heavy-op kernels on the wasm backend (${NATIVE_EXPECTED ? 'native' : '
     };
     // SwinIR-like (bias and shifted mask, several threads), EDT-like rectangles without bias, one head with a shared bias.
     for (const [bw, heads, n, d, withBias, nW] of [[8, 6, 64, 30, true, 4], [3, 2, 24, 16, false, 0], [4, 1, 16, 8, true, 2], [2, 3, 49, 12, true, 0]] as const) {
-      const ins = [host([bw * heads, n, d]), host([bw * heads, n, d]), host([bw * heads, n, d]), host([heads, n, n]), host([Math.max(nW, 1), n, n]), host([bw * heads, n, d])];
+      const c = heads * d;
+      const toHeads = (t: tf.Tensor) => splitHeads(t, bw, n, heads);
+      const toTokens = (t: tf.Tensor) => tf.reshape(tf.transpose(tf.reshape(t, [bw, heads, n, d]), [0, 2, 1, 3]), [bw, n, c]) as tf.Tensor3D;
+      const ins = [host([bw, n, c]), host([bw, n, c]), host([bw, n, c]), host([heads, n, n]), host([Math.max(nW, 1), n, n]), host([bw, n, c])];
       for (let i = 0; i < ins[4].values.length; i++) ins[4].values[i] = ins[4].values[i] > 0.3 ? -100 : 0; // a 0 / -100 mask
       const scale = d ** -0.5;
+      const biasMask = (b: tf.Tensor, m: tf.Tensor) => [withBias ? (b as tf.Tensor3D) : undefined, nW ? (m as tf.Tensor3D) : undefined] as const;
+      // Token layout: cpu splits the heads, composes and merges; wasm runs the fused kernel on the tokens.
+      const attention = (q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, b: tf.Tensor, m: tf.Tensor) =>
+        tf.getBackend() === 'cpu'
+          ? toTokens(composed(toHeads(q), toHeads(k), toHeads(v), heads, scale, ...biasMask(b, m)))
+          : fusedWindowAttention(q as tf.Tensor3D, k as tf.Tensor3D, v as tf.Tensor3D, heads, scale, ...biasMask(b, m));
+      const packedAttention = (qkv: tf.Tensor, b: tf.Tensor, m: tf.Tensor) =>
+        tf.getBackend() === 'cpu' ? attention(...(tf.split(qkv, 3, -1) as [tf.Tensor, tf.Tensor, tf.Tensor]), b, m) : fusedPackedWindowAttention(qkv as tf.Tensor3D, heads, scale, ...biasMask(b, m));
       const f = (q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, b: tf.Tensor, m: tf.Tensor, r: tf.Tensor) => {
-        const op = (qq: tf.Tensor, kk: tf.Tensor, vv: tf.Tensor, bb: tf.Tensor) => {
-          const args = [qq as tf.Tensor3D, kk as tf.Tensor3D, vv as tf.Tensor3D, heads, scale, withBias ? (bb as tf.Tensor3D) : undefined, nW ? (m as tf.Tensor3D) : undefined] as const;
-          return tf.getBackend() === 'cpu' ? composed(...args) : fusedWindowAttention(...args);
-        };
-        const loss = (qq: tf.Tensor, kk: tf.Tensor, vv: tf.Tensor, bb: tf.Tensor) => tf.sum(tf.mul(op(qq, kk, vv, bb), r));
+        const loss = (qq: tf.Tensor, kk: tf.Tensor, vv: tf.Tensor, bb: tf.Tensor) => tf.sum(tf.mul(attention(qq, kk, vv, bb, m), r));
         const grads = withBias ? tf.grads(loss)([q, k, v, b]) : tf.grads((qq: tf.Tensor, kk: tf.Tensor, vv: tf.Tensor) => loss(qq, kk, vv, b))([q, k, v]);
-        return [op(q, k, v, b), ...grads];
+        return [attention(q, k, v, b, m), ...grads];
       };
-      await compare(ins, f, `window attention bw ${bw} heads ${heads} n ${n} d ${d} bias ${withBias} nW ${nW}`);
-      // The probabilities kernel (hooked runs): P v with the native matMul has the fused kernel's bits, and P
-      // and its gradients match the tf-op softmax on cpu.
-      const viaProbs = (q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, b: tf.Tensor, m: tf.Tensor) => {
-        const [q3, k3, v3] = [q, k, v] as tf.Tensor3D[];
-        const bias = withBias ? (b as tf.Tensor3D) : undefined;
-        const mask = nW ? (m as tf.Tensor3D) : undefined;
-        return [tf.matMul(attentionProbs(q3, k3, heads, scale, bias, mask), v3), fusedWindowAttention(q3, k3, v3, heads, scale, bias, mask)];
+      const label = `bw ${bw} heads ${heads} n ${n} d ${d} bias ${withBias} nW ${nW}`;
+      await compare(ins, f, `window attention ${label}`);
+      const packed = (qkv: tf.Tensor, b: tf.Tensor, m: tf.Tensor, r: tf.Tensor) => {
+        const loss = (x: tf.Tensor, bb: tf.Tensor) => tf.sum(tf.mul(packedAttention(x, bb, m), r));
+        const grads = withBias ? tf.grads(loss)([qkv, b]) : tf.grads((x: tf.Tensor) => loss(x, b))([qkv]);
+        return [packedAttention(qkv, b, m), ...grads];
       };
-      const [pv, fusedOut] = await run('wasm', ins.slice(0, 5), viaProbs);
-      expect(Buffer.from(pv.values.buffer).equals(Buffer.from(fusedOut.values.buffer)), 'matMul(attentionProbs, v) has the fused bits').toBe(true);
+      const qkv = host([bw, n, 3 * c]);
+      await compare([qkv, ins[3], ins[4], ins[5]], packed, `packed window attention ${label}`);
+      // The packed kernel has the three-input kernel's bits, and so has the hooked form: per-head probabilities
+      // times v on the native matMul, heads merged.
+      const sameBits = (qkvIn: tf.Tensor, b: tf.Tensor, m: tf.Tensor) => {
+        const [q, k, v] = tf.split(qkvIn, 3, -1) as tf.Tensor3D[];
+        const fused = attention(q, k, v, b, m);
+        const viaProbs = toTokens(tf.matMul(attentionProbs(toHeads(q), toHeads(k), heads, scale, ...biasMask(b, m)), toHeads(v)));
+        return [fused, packedAttention(qkvIn, b, m), viaProbs];
+      };
+      const [fusedOut, packedOut, viaProbsOut] = await run('wasm', [qkv, ins[3], ins[4]], sameBits);
+      expect(Buffer.from(packedOut.values.buffer).equals(Buffer.from(fusedOut.values.buffer)), 'packed kernel has the three-input bits').toBe(true);
+      expect(Buffer.from(viaProbsOut.values.buffer).equals(Buffer.from(fusedOut.values.buffer)), 'matMul(attentionProbs, v) has the fused bits').toBe(true);
       const probsGrads = (q: tf.Tensor, k: tf.Tensor, b: tf.Tensor, m: tf.Tensor, r: tf.Tensor) => {
         const [bh] = q.shape;
         const op = (qq: tf.Tensor, kk: tf.Tensor, bb: tf.Tensor) => {
-          const bias = withBias ? (bb as tf.Tensor3D) : undefined;
-          const mask = nW ? (m as tf.Tensor3D) : undefined;
-          if (tf.getBackend() !== 'cpu') return attentionProbs(qq as tf.Tensor3D, kk as tf.Tensor3D, heads, scale, bias, mask);
+          if (tf.getBackend() !== 'cpu') return attentionProbs(qq as tf.Tensor3D, kk as tf.Tensor3D, heads, scale, ...biasMask(bb, m));
           // cpu: the composed form's probabilities (P = composed(q, k, I) with v = identity rows is P itself)
           const eye = tf.tile(tf.expandDims(tf.eye(n)), [bh, 1, 1]) as tf.Tensor3D;
-          return composed(qq as tf.Tensor3D, kk as tf.Tensor3D, eye, heads, scale, bias, mask);
+          return composed(qq as tf.Tensor3D, kk as tf.Tensor3D, eye, heads, scale, ...biasMask(bb, m));
         };
         const loss = (qq: tf.Tensor, kk: tf.Tensor, bb: tf.Tensor) => tf.sum(tf.mul(op(qq, kk, bb), r));
         const grads = withBias ? tf.grads(loss)([q, k, b]) : tf.grads((qq: tf.Tensor, kk: tf.Tensor) => loss(qq, kk, b))([q, k]);
         return [op(q, k, b), ...grads];
       };
-      await compare([ins[0], ins[1], ins[3], ins[4], host([bw * heads, n, n])], probsGrads, `attention probabilities ${bw} ${heads} ${n} ${d}`);
-      const once = await run('wasm', ins, f);
-      const again = await run('wasm', ins, f);
-      once.forEach((o, i) => expect(Buffer.from(again[i].values.buffer).equals(Buffer.from(o.values.buffer)), `deterministic output ${i}`).toBe(true));
+      await compare([host([bw * heads, n, d]), host([bw * heads, n, d]), ins[3], ins[4], host([bw * heads, n, n])], probsGrads, `attention probabilities ${label}`);
+      for (const [inputs, fn] of [[ins, f], [[qkv, ins[3], ins[4], ins[5]], packed]] as const) {
+        const once = await run('wasm', inputs as Host[], fn as (...ts: tf.Tensor[]) => tf.Tensor[]);
+        const again = await run('wasm', inputs as Host[], fn as (...ts: tf.Tensor[]) => tf.Tensor[]);
+        once.forEach((o, i) => expect(Buffer.from(again[i].values.buffer).equals(Buffer.from(o.values.buffer)), `deterministic output ${i}`).toBe(true));
+      }
     }
   });
 

@@ -20,6 +20,8 @@ import { ADAM_STEP_KERNEL, type AdamStepAttrs } from '../wasm/adam-step';
 import {
   ATTENTION_PROBS_GRAD_KERNEL,
   ATTENTION_PROBS_KERNEL,
+  PACKED_WINDOW_ATTENTION_GRAD_KERNEL,
+  PACKED_WINDOW_ATTENTION_KERNEL,
   WINDOW_ATTENTION_GRAD_KERNEL,
   WINDOW_ATTENTION_KERNEL,
   type WindowAttentionAttrs,
@@ -595,28 +597,40 @@ function registerAdamKernel(addon: NativeAddon): void {
   });
 }
 
+/** How a window-attention kernel's q, k, v arrive (src/engine/wasm/window-attention.ts). */
+type AttentionLayout = 'tokens' | 'packed' | 'heads';
+
 /**
- * Fused window attention and its gradient (src/engine/wasm/window-attention.ts). Inputs q, k, v [B'*heads, N, d],
- * bias [heads or 1, N, N], mask [nW, N, N] (zeros of [1, N, N] when attrs say there is none).
+ * The fused window attention kernels and their gradients (src/engine/wasm/window-attention.ts): q, k, v in
+ * token layout [B', N, C] (three inputs, or one packed [B', N, 3C]), or per head [B'*heads, N, d] for the
+ * probabilities; bias [heads or 1, N, N], mask [nW, N, N] (zeros of [1, N, N] when attrs say there is none).
  */
 function registerWindowAttentionKernels(addon: NativeAddon): void {
   if (tf.getKernel(WINDOW_ATTENTION_KERNEL, 'wasm')) return;
-  const geometry = (ins: Record<string, tf.TensorInfo>, a: WindowAttentionAttrs) => {
-    const { q, k, bias, mask } = ins;
-    const v = ins.v ?? k; // the probabilities kernel has no v
-    const [bh, n, d] = q.shape;
-    const bw = bh / a.heads;
+  const operandNames: Record<AttentionLayout, string[]> = { tokens: ['q', 'k', 'v'], packed: ['qkv'], heads: ['q', 'k'] };
+  // [bw, heads, n, d, biasHeads, nW, scale] and C = heads * d, after checking every shape against the first operand.
+  const geometry = (ins: Record<string, tf.TensorInfo>, a: WindowAttentionAttrs, layout: AttentionLayout) => {
+    const { bias, mask } = ins;
+    const operands = operandNames[layout].map((name) => ins[name]);
+    const [rows, n, cols] = operands[0].shape;
+    const channels = layout === 'packed' ? cols / 3 : layout === 'tokens' ? cols : cols * a.heads;
+    const bw = layout === 'heads' ? rows / a.heads : rows;
+    const d = channels / a.heads;
     const ok =
-      [q, k, v, bias, mask].every((t) => t.dtype === 'float32') &&
-      q.shape.length === 3 && Number.isInteger(bw) &&
-      [k, v].every((t) => t.shape.join() === q.shape.join()) &&
+      [...operands, bias, mask].every((t) => t.dtype === 'float32') &&
+      operands[0].shape.length === 3 && Number.isInteger(bw) && Number.isInteger(d) && Number.isInteger(channels) &&
+      operands.every((t) => t.shape.join() === operands[0].shape.join()) &&
       bias.shape.join() === [a.hasBias ? bias.shape[0] : 1, n, n].join() && (bias.shape[0] === 1 || bias.shape[0] === a.heads) &&
-      mask.shape[1] === n && mask.shape[2] === n && bw % mask.shape[0] === 0;
-    if (!ok) throw new Error(`native kernels: window attention got q [${q.shape}], k [${k.shape}], v [${v.shape}], bias [${bias.shape}], mask [${mask.shape}] for ${a.heads} heads`);
-    return [bw, a.heads, n, d, bias.shape[0], mask.shape[0], a.scale];
+      mask.shape.length === 3 && mask.shape[1] === n && mask.shape[2] === n && bw % mask.shape[0] === 0;
+    if (!ok) {
+      const got = [...operandNames[layout], 'bias', 'mask'].map((name) => `${name} [${ins[name].shape}]`).join(', ');
+      throw new Error(`native kernels: window attention (${layout}) got ${got} for ${a.heads} heads`);
+    }
+    return { geo: [bw, a.heads, n, d, bias.shape[0], mask.shape[0], a.scale], channels, empty: size(operands[0].shape) === 0 };
   };
-  type Compute = (ins: Record<string, tf.TensorInfo>, a: WindowAttentionAttrs, geo: number[], backend: WasmBackend) => tf.TensorInfo | tf.TensorInfo[];
-  const register = (kernelName: string, compute: Compute) =>
+  type Geometry = ReturnType<typeof geometry>;
+  type Compute = (ins: Record<string, tf.TensorInfo>, a: WindowAttentionAttrs, g: Geometry, backend: WasmBackend) => tf.TensorInfo | tf.TensorInfo[];
+  const register = (kernelName: string, layout: AttentionLayout, compute: Compute) =>
     tf.registerKernel({
       kernelName,
       backendName: 'wasm',
@@ -624,62 +638,76 @@ function registerWindowAttentionKernels(addon: NativeAddon): void {
         const { inputs, backend, attrs } = raw as unknown as KernelArgs;
         const ins = inputs as Record<string, tf.TensorInfo>;
         const a = attrs as unknown as WindowAttentionAttrs;
-        return compute(ins, a, geometry(ins, a), backend);
+        return compute(ins, a, geometry(ins, a, layout), backend);
       },
     });
-  // Runs the addon function unless there is nothing to compute; offsets of absent bias / mask are -1.
+  // Runs the addon function unless there is nothing to compute; tensors become their offsets (absent bias /
+  // mask: -1), numbers pass as they are.
   const call = (fn: 'windowAttention' | 'windowAttentionGrad' | 'attentionProbs' | 'attentionProbsGrad', backend: WasmBackend, empty: boolean, params: (tf.TensorInfo | number | undefined)[]) => {
     if (empty) return;
     const values = params.map((p) => (typeof p === 'number' ? p : p === undefined ? -1 : offset(backend, p)));
     addon[fn](backend.wasm.HEAPU8.buffer as ArrayBuffer, new Float64Array(values));
   };
   const biasMask = (ins: Record<string, tf.TensorInfo>, a: WindowAttentionAttrs) => [a.hasBias ? ins.bias : undefined, a.hasMask ? ins.mask : undefined];
-  register(WINDOW_ATTENTION_KERNEL, (ins, a, geo, backend) => {
-    const out = backend.makeOutput(ins.q.shape, 'float32');
-    call('windowAttention', backend, size(ins.q.shape) === 0, [ins.q, ins.k, ins.v, ...biasMask(ins, a), out, ...geo]);
+  // Byte offsets of q, k, v inside one packed [B', N, 3C] tensor.
+  const packed = (backend: WasmBackend, t: tf.TensorInfo, c: number) => [0, 1, 2].map((i) => offset(backend, t) + 4 * i * c);
+  const outputShape = (ins: Record<string, tf.TensorInfo>, name: string, g: Geometry) => [ins[name].shape[0], ins[name].shape[1], g.channels];
+
+  register(WINDOW_ATTENTION_KERNEL, 'tokens', (ins, a, g, backend) => {
+    const out = backend.makeOutput(outputShape(ins, 'q', g), 'float32');
+    call('windowAttention', backend, g.empty, [ins.q, ins.k, ins.v, ...biasMask(ins, a), out, ...g.geo, g.channels, g.channels]);
     return out;
   });
-  register(WINDOW_ATTENTION_GRAD_KERNEL, (ins, a, geo, backend) => {
+  register(PACKED_WINDOW_ATTENTION_KERNEL, 'packed', (ins, a, g, backend) => {
+    const out = backend.makeOutput(outputShape(ins, 'qkv', g), 'float32');
+    call('windowAttention', backend, g.empty, [...packed(backend, ins.qkv, g.channels), ...biasMask(ins, a), out, ...g.geo, 3 * g.channels, g.channels]);
+    return out;
+  });
+  register(WINDOW_ATTENTION_GRAD_KERNEL, 'tokens', (ins, a, g, backend) => {
     const [dq, dk, dv] = [0, 1, 2].map(() => backend.makeOutput(ins.q.shape, 'float32'));
     const dBias = a.hasBias ? backend.makeOutput(ins.bias.shape, 'float32') : undefined;
-    call('windowAttentionGrad', backend, size(ins.q.shape) === 0, [ins.dy, ins.q, ins.k, ins.v, ...biasMask(ins, a), dq, dk, dv, dBias, ...geo]);
+    call('windowAttentionGrad', backend, g.empty, [ins.dy, ins.q, ins.k, ins.v, ...biasMask(ins, a), dq, dk, dv, dBias, ...g.geo, g.channels, g.channels]);
     return dBias ? [dq, dk, dv, dBias] : [dq, dk, dv];
   });
-  register(ATTENTION_PROBS_KERNEL, (ins, a, geo, backend) => {
+  register(PACKED_WINDOW_ATTENTION_GRAD_KERNEL, 'packed', (ins, a, g, backend) => {
+    const dqkv = backend.makeOutput(ins.qkv.shape, 'float32');
+    const dBias = a.hasBias ? backend.makeOutput(ins.bias.shape, 'float32') : undefined;
+    const params = [ins.dy, ...packed(backend, ins.qkv, g.channels), ...biasMask(ins, a), ...packed(backend, dqkv, g.channels), dBias];
+    call('windowAttentionGrad', backend, g.empty, [...params, ...g.geo, 3 * g.channels, g.channels]);
+    return dBias ? [dqkv, dBias] : [dqkv];
+  });
+  register(ATTENTION_PROBS_KERNEL, 'heads', (ins, a, g, backend) => {
     const [bh, n] = ins.q.shape;
     const out = backend.makeOutput([bh, n, n], 'float32');
-    call('attentionProbs', backend, size(out.shape) === 0, [ins.q, ins.k, ...biasMask(ins, a), out, ...geo]);
+    call('attentionProbs', backend, g.empty, [ins.q, ins.k, ...biasMask(ins, a), out, ...g.geo]);
     return out;
   });
-  register(ATTENTION_PROBS_GRAD_KERNEL, (ins, a, geo, backend) => {
+  register(ATTENTION_PROBS_GRAD_KERNEL, 'heads', (ins, a, g, backend) => {
     const [dq, dk] = [0, 1].map(() => backend.makeOutput(ins.q.shape, 'float32'));
     const dBias = a.hasBias ? backend.makeOutput(ins.bias.shape, 'float32') : undefined;
-    call('attentionProbsGrad', backend, size(ins.q.shape) === 0, [ins.dy, ins.probs, ins.q, ins.k, dq, dk, dBias, ...geo]);
+    call('attentionProbsGrad', backend, g.empty, [ins.dy, ins.probs, ins.q, ins.k, dq, dk, dBias, ...g.geo]);
     return dBias ? [dq, dk, dBias] : [dq, dk];
   });
-  tf.registerGradient({
-    kernelName: ATTENTION_PROBS_KERNEL,
-    inputsToSave: ['q', 'k', 'bias', 'mask'],
-    outputsToSave: [true],
-    gradFunc: (dy, saved, attrs) => {
-      const [q, k, bias, mask, probs] = saved;
-      const grads = tf.engine().runKernel(ATTENTION_PROBS_GRAD_KERNEL, { dy: dy as tf.Tensor, probs, q, k, bias, mask }, attrs) as tf.Tensor[];
-      const map: Record<string, () => tf.Tensor> = { q: () => grads[0], k: () => grads[1], mask: () => tf.zerosLike(mask) };
-      map.bias = grads.length === 3 ? () => grads[2] : () => tf.zerosLike(bias);
-      return map;
-    },
-  });
-  tf.registerGradient({
-    kernelName: WINDOW_ATTENTION_KERNEL,
-    inputsToSave: ['q', 'k', 'v', 'bias', 'mask'],
-    gradFunc: (dy, saved, attrs) => {
-      const [q, k, v, bias, mask] = saved;
-      const grads = tf.engine().runKernel(WINDOW_ATTENTION_GRAD_KERNEL, { dy: dy as tf.Tensor, q, k, v, bias, mask }, attrs) as tf.Tensor[];
-      const map: Record<string, () => tf.Tensor> = { q: () => grads[0], k: () => grads[1], v: () => grads[2], mask: () => tf.zerosLike(mask) };
-      map.bias = grads.length === 4 ? () => grads[3] : () => tf.zerosLike(bias);
-      return map;
-    },
-  });
+
+  // Gradients: the operands' gradients in order, then the bias's when there is one (the mask gets zeros).
+  const gradient = (kernelName: string, gradKernel: string, operands: string[], outputsToSave?: boolean[]) =>
+    tf.registerGradient({
+      kernelName,
+      inputsToSave: [...operands, 'bias', 'mask'],
+      outputsToSave,
+      gradFunc: (dy, saved, attrs) => {
+        const named = Object.fromEntries([...operands, 'bias', 'mask'].map((name, i) => [name, saved[i]]));
+        if (outputsToSave) named.probs = saved[operands.length + 2];
+        const grads = tf.engine().runKernel(gradKernel, { dy: dy as tf.Tensor, ...named }, attrs) as tf.Tensor[];
+        const map: Record<string, () => tf.Tensor> = Object.fromEntries(operands.map((name, i) => [name, () => grads[i]]));
+        map.mask = () => tf.zerosLike(named.mask);
+        map.bias = grads.length > operands.length ? () => grads[operands.length] : () => tf.zerosLike(named.bias);
+        return map;
+      },
+    });
+  gradient(WINDOW_ATTENTION_KERNEL, WINDOW_ATTENTION_GRAD_KERNEL, operandNames.tokens);
+  gradient(PACKED_WINDOW_ATTENTION_KERNEL, PACKED_WINDOW_ATTENTION_GRAD_KERNEL, operandNames.packed);
+  gradient(ATTENTION_PROBS_KERNEL, ATTENTION_PROBS_GRAD_KERNEL, operandNames.heads, [true]);
 }
 
 /**

@@ -10,7 +10,7 @@
  *                    h*headDim .. (h+1)*headDim-1 of the merged tensor that proj reads.
  */
 import * as tf from '@tensorflow/tfjs';
-import { attentionProbs, fusedWindowAttention, fusedWindowAttentionAvailable } from '../../engine/wasm/window-attention';
+import { attentionProbs, fusedPackedWindowAttention, fusedWindowAttention, fusedWindowAttentionAvailable } from '../../engine/wasm/window-attention';
 import { unwatched } from '../hook-context';
 import type { Module } from '../module';
 import type { HookPoint } from '../layers';
@@ -23,12 +23,39 @@ export interface AttentionTaps {
   heads: HookPoint;
 }
 
+/**
+ * q, k, v in token layout, [B', N, C] with the heads side by side in the channels: three tensors, or one
+ * [B', N, 3C] packed as a qkv projection writes them (the official reshape(B', N, 3, heads, C // heads)).
+ */
+export type AttentionInput = { qkv: tf.Tensor3D } | { q: tf.Tensor3D; k: tf.Tensor3D; v: tf.Tensor3D };
+
 /** Tokens [.., C] of bw windows x n tokens -> [bw*heads, n, d]; channel j goes to head floor(j / d). */
 export function splitHeads(t: tf.Tensor, bw: number, n: number, heads: number): tf.Tensor3D {
   return tf.tidy(() => {
     const d = t.size / (bw * n * heads);
     return tf.reshape(tf.transpose(tf.reshape(t, [bw, n, heads, d]), [0, 2, 1, 3]), [bw * heads, n, d]);
   });
+}
+
+/** Per head ([bw, heads, n, d] or [bw*heads, n, d]) -> tokens [bw, n, heads*d] (the inverse of splitHeads). */
+function mergeHeads(t: tf.Tensor, bw: number, n: number, heads: number): tf.Tensor3D {
+  const d = t.size / (bw * n * heads);
+  return tf.reshape(tf.transpose(tf.reshape(t, [bw, heads, n, d]), [0, 2, 1, 3]), [bw, n, heads * d]);
+}
+
+/** q, k, v per head, [B'*heads, N, d] each. */
+function headsOf(input: AttentionInput, heads: number): [tf.Tensor3D, tf.Tensor3D, tf.Tensor3D] {
+  if ('q' in input) {
+    const [bw, n] = input.q.shape;
+    return [input.q, input.k, input.v].map((t) => splitHeads(t, bw, n, heads)) as [tf.Tensor3D, tf.Tensor3D, tf.Tensor3D];
+  }
+  const [bw, n, c3] = input.qkv.shape;
+  const c = c3 / 3;
+  // [B'*N, 3, C] -> [3, B'*N, C]: two transposes of rank <= 4; the single rank-5 one ([B', N, 3, heads, d] ->
+  // [3, B', heads, N, d]) takes the wasm backend's generic N-D path, ~20x slower. Splitting the leading axis
+  // copies three contiguous blocks (splitting the channels would copy B'*N short rows).
+  const stacked = tf.transpose(tf.reshape(input.qkv, [bw * n, 3, c]), [1, 0, 2]);
+  return tf.split(stacked, 3, 0).map((t) => splitHeads(t, bw, n, heads)) as [tf.Tensor3D, tf.Tensor3D, tf.Tensor3D];
 }
 
 export interface WindowAttentionOptions {
@@ -38,29 +65,32 @@ export interface WindowAttentionOptions {
   bias?: tf.Tensor3D;
   /** Shifted-window mask [nW, N, N] (0 / -100); B' must be a multiple of nW (windows of each image in order). */
   mask?: tf.Tensor3D;
-  /** Added to attn @ v per head, [B'*heads, N, d] (EDT's LePE). */
+  /** Added to attn @ v, in token layout [B', N, C] (EDT's LePE). */
   extra?: tf.Tensor3D;
 }
 
-/** q, k, v: [B'*heads, N, d] (splitHeads). Returns the merged heads [B', N, C]. */
-export function windowAttention(taps: AttentionTaps, q: tf.Tensor3D, k: tf.Tensor3D, v: tf.Tensor3D, o: WindowAttentionOptions): tf.Tensor3D {
+/** Returns the merged heads [B', N, C]. */
+export function windowAttention(taps: AttentionTaps, input: AttentionInput, o: WindowAttentionOptions): tf.Tensor3D {
   return tf.tidy(() => {
-    const [bh, n, d] = q.shape;
+    const first = 'q' in input ? input.q : input.qkv;
+    const [bw, n] = first.shape;
     const heads = o.heads;
-    const bw = bh / heads;
-    const finish = (pv: tf.Tensor) => {
+    const root = taps.attn_map.root;
+    if (fusedWindowAttentionAvailable() && first.dtype === 'float32' && unwatched(root, [taps.softmax.path, taps.attn_drop.path, taps.attn_map.path])) {
+      // Native, and no hook reads or changes the probabilities (attn_drop is an identity in irlens): one kernel
+      // computes P v in token layout without keeping P or transposing (engine/wasm/window-attention.ts).
+      const pv = 'q' in input
+        ? fusedWindowAttention(input.q, input.k, input.v, heads, o.scale, o.bias, o.mask)
+        : fusedPackedWindowAttention(input.qkv, heads, o.scale, o.bias, o.mask);
       const out = o.extra ? tf.add(pv, o.extra) : pv;
-      const perHead = taps.heads.tap(tf.reshape(out, [bw, heads, n, d]));
-      return tf.reshape(tf.transpose(perHead, [0, 2, 1, 3]), [bw, n, heads * d]) as tf.Tensor3D;
-    };
+      if (unwatched(root, [taps.heads.path])) return out as tf.Tensor3D;
+      return mergeHeads(taps.heads.tap(tf.reshape(splitHeads(out, bw, n, heads), [bw, heads, n, -1])), bw, n, heads);
+    }
+    const [q, k, v] = headsOf(input, heads);
     let probs: tf.Tensor;
     if (fusedWindowAttentionAvailable() && q.dtype === 'float32') {
-      // Native: unless a hooked run reads or changes the probabilities (attn_drop is an identity in irlens), one
-      // kernel computes P v without keeping P (engine/wasm/window-attention.ts). Otherwise P comes from a kernel
-      // with the same bits, reported at softmax, so that capturing or replaying never changes the output.
-      if (unwatched(taps.attn_map.root, [taps.softmax.path, taps.attn_drop.path, taps.attn_map.path])) {
-        return finish(fusedWindowAttention(q, k, v, heads, o.scale, o.bias, o.mask));
-      }
+      // Native with watched probabilities: they come from a kernel with the same bits as the fused one, reported
+      // at softmax, so that capturing or replaying never changes the output.
       probs = taps.softmax.report(tf.reshape(attentionProbs(q, k, heads, o.scale, o.bias, o.mask), [bw, heads, n, n]));
     } else {
       const logits = tf.matMul(tf.mul(q, o.scale), k, false, true); // [B'*heads, N, N]
@@ -73,6 +103,8 @@ export function windowAttention(taps: AttentionTaps, q: tf.Tensor3D, k: tf.Tenso
       probs = taps.softmax.call<tf.Tensor>(attn);
     }
     const reported = taps.attn_map.tap(taps.attn_drop.call<tf.Tensor>(probs));
-    return finish(tf.matMul(tf.reshape(reported, [bw * heads, n, n]), v)); // [B'*heads, N, d]
+    const pv = tf.matMul(tf.reshape(reported, [bw * heads, n, n]), v); // [B'*heads, N, d]
+    const out = o.extra ? tf.add(pv, splitHeads(o.extra, bw, n, heads)) : pv;
+    return mergeHeads(taps.heads.tap(tf.reshape(out, [bw, heads, n, -1])), bw, n, heads);
   });
 }
