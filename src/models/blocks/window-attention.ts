@@ -82,9 +82,9 @@ export function windowAttention(taps: AttentionTaps, input: AttentionInput, o: W
       const pv = 'q' in input
         ? fusedWindowAttention(input.q, input.k, input.v, heads, o.scale, o.bias, o.mask)
         : fusedPackedWindowAttention(input.qkv, heads, o.scale, o.bias, o.mask);
-      const out = o.extra ? tf.add(pv, o.extra) : pv;
-      if (unwatched(root, [taps.heads.path])) return out as tf.Tensor3D;
-      return mergeHeads(taps.heads.tap(tf.reshape(splitHeads(out, bw, n, heads), [bw, heads, n, -1])), bw, n, heads);
+      const out = (o.extra ? tf.add(pv, o.extra) : pv) as tf.Tensor3D;
+      // The per-head view exists only in hooked runs (exact transposes, so no bit changes).
+      return taps.heads.tap(out, (t) => tf.reshape(splitHeads(t, bw, n, heads), [bw, heads, n, -1]), (t) => mergeHeads(t, bw, n, heads));
     }
     const [q, k, v] = headsOf(input, heads);
     let probs: tf.Tensor;
