@@ -4,7 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { recordingGradients } from '../engine/gradient-memory';
-import { gelu } from '../engine/wasm/gelu';
+import { gatedGelu, gelu } from '../engine/wasm/gelu';
 import { layerNorm } from '../engine/wasm/layer-norm';
 import { currentHookContext } from './hook-context';
 import { Init, Module } from './module';
@@ -170,7 +170,7 @@ export class Lambda extends Module {
 }
 
 // Exact GELU (fused native kernel, vectorised wasm composition or tf.erf) lives in src/engine/wasm/gelu.ts.
-export { gelu };
+export { gatedGelu, gelu };
 // LayerNorm's arithmetic (one fused native kernel each way, or tf ops) lives in src/engine/wasm/layer-norm.ts.
 export { layerNorm };
 

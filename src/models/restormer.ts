@@ -13,7 +13,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { Module, Sequential } from './module';
-import { Conv2d, gelu, HookPoint, LayerNorm, layerNorm, PixelShuffle, PixelUnshuffle } from './layers';
+import { Conv2d, gatedGelu, gelu, HookPoint, LayerNorm, layerNorm, PixelShuffle, PixelUnshuffle } from './layers';
 import { PaddingRule, RestorationModel, TaskSpec } from './model';
 import { type Config, registerFamily, sameSizeOnly, withoutDefaultSwitches } from './family';
 
@@ -120,8 +120,7 @@ export class FeedForward extends Module {
       let h = this.project_in.call<tf.Tensor4D>(x);
       if (this.dwconv) h = this.dwconv.call<tf.Tensor4D>(h);
       if (!this.gated) return this.project_out.call<tf.Tensor4D>(gelu(h) as tf.Tensor4D);
-      const [gate, value] = tf.split(h, 2, -1);
-      return this.project_out.call<tf.Tensor4D>(tf.mul(gelu(gate), value) as tf.Tensor4D);
+      return this.project_out.call<tf.Tensor4D>(gatedGelu(h) as tf.Tensor4D);
     });
   }
 }

@@ -17,7 +17,7 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../../src/engine/backend';
 import { computePath, setComputeThreads, computeThreads } from '../../src/engine/compute';
 import { nativeKernelCalls, NATIVE_KERNELS } from '../../src/engine/native/kernels';
-import { gelu, GELU_GRAD_KERNEL, GELU_KERNEL } from '../../src/engine/wasm/gelu';
+import { GATED_GELU_GRAD_KERNEL, GATED_GELU_KERNEL, gatedGelu, gelu, GELU_GRAD_KERNEL, GELU_KERNEL } from '../../src/engine/wasm/gelu';
 import { adamStep, ADAM_STEP_KERNEL } from '../../src/engine/wasm/adam-step';
 import { attentionProbs, fusedPackedWindowAttention, fusedWindowAttention, WINDOW_ATTENTION_KERNEL } from '../../src/engine/wasm/window-attention';
 import { splitHeads } from '../../src/models/blocks/window-attention';
@@ -496,6 +496,29 @@ describe(`heavy-op kernels on the wasm backend (${NATIVE_EXPECTED ? 'native' : '
     const same = await run('wasm', [x], f);
     const again = await run('wasm', [x], f);
     same.forEach((o, i) => expect(Buffer.from(again[i].values.buffer).equals(Buffer.from(o.values.buffer))).toBe(true));
+  });
+
+  it("Restormer's gated GELU (fused native kernel when built) and its gradient match the split-gelu-multiply form on cpu, with the native composition's bits", async () => {
+    expect(tf.getKernel(GATED_GELU_KERNEL, 'wasm') !== undefined).toBe(NATIVE_EXPECTED);
+    expect(tf.getKernel(GATED_GELU_GRAD_KERNEL, 'wasm') !== undefined).toBe(NATIVE_EXPECTED);
+    const composed = (t: tf.Tensor) => {
+      const [gate, value] = tf.split(t, 2, -1);
+      return tf.mul(gelu(gate), value);
+    };
+    // GDFN rows of Restormer (2 x 255 channels at 128x128 on several threads), odd halves, one row.
+    for (const shape of [[1, 64, 64, 510], [2, 5, 7, 6], [1, 2]]) {
+      const x = host(shape);
+      for (let i = 0; i < x.values.length; i++) x.values[i] *= 8; // [-8, 8]: both tails and the centre
+      const r = host([...shape.slice(0, -1), shape.at(-1)! / 2]);
+      const withGrad = (g: (t: tf.Tensor) => tf.Tensor) => (t: tf.Tensor, w: tf.Tensor) => [g(t), tf.grad((u: tf.Tensor) => tf.sum(tf.mul(g(u), w)))(t)];
+      await compare([x, r], withGrad(gatedGelu), `gated gelu ${shape}`);
+      const fused = await run('wasm', [x, r], withGrad(gatedGelu));
+      const viaSplit = await run('wasm', [x, r], withGrad(composed));
+      fused.forEach((o, i) => expect(Buffer.from(viaSplit[i].values.buffer).equals(Buffer.from(o.values.buffer)), `gated gelu ${shape} output ${i}: the composition's bits`).toBe(true));
+    }
+    const odd = tf.zeros([2, 3]);
+    expect(() => gatedGelu(odd)).toThrow(/gatedGelu: the last axis must split into two halves, got \[2,3\]/);
+    odd.dispose();
   });
 
   it('LayerNorm (fused native kernel when built), centred and BiasFree, and its gradients match the tf-op form on cpu', async () => {

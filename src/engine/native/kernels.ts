@@ -15,7 +15,7 @@
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { adoptWasmKernel } from '../wasm-kernels';
-import { GELU_GRAD_KERNEL, GELU_KERNEL } from '../wasm/gelu';
+import { GATED_GELU_GRAD_KERNEL, GATED_GELU_KERNEL, GELU_GRAD_KERNEL, GELU_KERNEL } from '../wasm/gelu';
 import { ADAM_STEP_KERNEL, type AdamStepAttrs } from '../wasm/adam-step';
 import {
   ATTENTION_PROBS_GRAD_KERNEL,
@@ -490,7 +490,7 @@ let registered = false;
 // ------------------------------------------------------------------------------------------------- GELU
 
 /**
- * Fused exact GELU and its gradient (native/irlens_native.cc): one pass each instead of 17 tfjs ops. New kernel
+ * Fused exact GELU, Restormer's gated GELU and their gradients (native/irlens_native.cc): one pass each instead of 17 tfjs ops. New kernel
  * names, so nothing falls back; src/engine/wasm/gelu.ts calls them when they are registered.
  */
 function registerGeluKernels(addon: NativeAddon): void {
@@ -512,6 +512,30 @@ function registerGeluKernels(addon: NativeAddon): void {
     kernelName: GELU_KERNEL,
     inputsToSave: ['x'],
     gradFunc: (dy, saved) => ({ x: () => tf.engine().runKernel(GELU_GRAD_KERNEL, { dy: dy as tf.Tensor, x: saved[0] }) as tf.Tensor }),
+  });
+  // The gated form: rows of 2h channels in, rows of h out (the gradient has the input's shape).
+  const gated = (args: KernelArgs, names: string[], fn: 'gatedGelu' | 'gatedGeluGrad'): tf.TensorInfo => {
+    const ins = names.map((n) => args.inputs[n]!);
+    const x = ins[ins.length - 1];
+    const channels = x.shape[x.shape.length - 1];
+    if (ins.some((t) => t.dtype !== 'float32') || x.shape.length === 0 || channels % 2 !== 0) {
+      throw new Error(`native kernels: ${fn} needs float32 x with an even last axis, got [${x.shape}] ${x.dtype}`);
+    }
+    const h = channels / 2;
+    const out = args.backend.makeOutput(fn === 'gatedGelu' ? [...x.shape.slice(0, -1), h] : x.shape, 'float32');
+    const rows = h === 0 ? 0 : size(x.shape) / channels;
+    if (rows > 0) {
+      const params = new Float64Array([...ins.map((t) => offset(args.backend, t)), offset(args.backend, out), rows, h]);
+      addon[fn](args.backend.wasm.HEAPU8.buffer as ArrayBuffer, params);
+    }
+    return out;
+  };
+  tf.registerKernel({ kernelName: GATED_GELU_KERNEL, backendName: 'wasm', kernelFunc: (args) => gated(args as unknown as KernelArgs, ['x'], 'gatedGelu') });
+  tf.registerKernel({ kernelName: GATED_GELU_GRAD_KERNEL, backendName: 'wasm', kernelFunc: (args) => gated(args as unknown as KernelArgs, ['dy', 'x'], 'gatedGeluGrad') });
+  tf.registerGradient({
+    kernelName: GATED_GELU_KERNEL,
+    inputsToSave: ['x'],
+    gradFunc: (dy, saved) => ({ x: () => tf.engine().runKernel(GATED_GELU_GRAD_KERNEL, { dy: dy as tf.Tensor, x: saved[0] }) as tf.Tensor }),
   });
 }
 

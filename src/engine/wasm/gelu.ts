@@ -22,6 +22,26 @@ export function gelu(x: tf.Tensor): tf.Tensor {
 /** The native fused GELU kernel and its gradient kernel (registered by registerNativeKernels). */
 export const GELU_KERNEL = 'IrlensGelu';
 export const GELU_GRAD_KERNEL = 'IrlensGeluGrad';
+/** The native gated GELU, gelu(x[..., :h]) * x[..., h:], and its gradient kernel. */
+export const GATED_GELU_KERNEL = 'IrlensGatedGelu';
+export const GATED_GELU_GRAD_KERNEL = 'IrlensGatedGeluGrad';
+
+/**
+ * Restormer's gate (GDFN: x1, x2 = x.chunk(2, dim=1); F.gelu(x1) * x2) over the last axis: gelu(x[..., :h]) *
+ * x[..., h:], [..., h]. With the native addon one kernel reads both halves in place (the same bits as gelu then
+ * a multiply, without the split's copies or the multiply's saved operands); elsewhere that composition.
+ */
+export function gatedGelu(x: tf.Tensor): tf.Tensor {
+  const channels = x.shape[x.rank - 1];
+  if (channels % 2 !== 0) throw new Error(`gatedGelu: the last axis must split into two halves, got [${x.shape}]`);
+  if (tf.getBackend() === 'wasm' && x.dtype === 'float32' && tf.getKernel(GATED_GELU_KERNEL, 'wasm')) {
+    return tf.engine().runKernel(GATED_GELU_KERNEL, { x }) as tf.Tensor;
+  }
+  return tf.tidy(() => {
+    const [gate, value] = tf.split(x, 2, -1);
+    return tf.mul(gelu(gate), value);
+  });
+}
 
 /**
  * h(x) = x * sum_k GELU_LOGIT[k] x^(2k) approximates logit(Phi(x)) (odd, like the logit of Phi), so that
