@@ -40,7 +40,9 @@
 
 namespace {
 
-int g_threads = 1;
+// Per JS thread: each Node worker that loads the addon sets its own count (data-parallel extraction runs one
+// single-threaded worker per core), read only outside parallel regions.
+thread_local int g_threads = 1;
 bool g_dnnl = true;  // IRLENS_ONEDNN=0 at load time keeps every conv on im2col (for A/B measurements)
 
 enum Activation { kLinear = 0, kRelu = 1, kRelu6 = 2, kLeakyRelu = 3, kPrelu = 4, kSigmoid = 5, kElu = 6 };

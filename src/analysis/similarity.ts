@@ -13,6 +13,10 @@
  *   4. the Grams go into a MinibatchCKA accumulator (float64 sums, size layersA x layersB).
  * Memory therefore depends on the layers and the batch size, never on the number of images.
  *
+ * With `workers` > 1 whole batches go to worker threads (parallel/similarity-pool.ts), each with a copy of the
+ * models and one kernel thread, running the same per-batch code (similarity-batch.ts); their Grams enter the
+ * accumulator in batch order, so the result equals an in-process one-thread run bit for bit.
+ *
  * Same model against itself (modelB omitted or the same object, same task): one forward per batch, and a layer
  * selected on both axes uses the very same Gram object, so the diagonal is exactly 1 and the matrix symmetric.
  *
@@ -21,26 +25,23 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { ImageF32 } from '../io/types';
-import { centerCrop, convertChannels, imageToTensor } from '../io/image';
-import type { RestorationModel, TaskSpec } from '../models/model';
+import type { RestorationModel } from '../models/model';
 import { compilePatterns, type HookFn } from '../models/hooks';
-import { parseDegradation, type Degradation } from '../degradations';
+import { parseDegradation } from '../degradations';
 import { lcm } from '../util/stats';
 import { backendInfo } from '../engine/backend';
-import { Rng } from '../util/rng';
 import { IRLENS_VERSION } from '../version';
 import type { CkaFlag } from './cka';
-import { featureSettings, FEATURE_MODES, toFeatures, type FeatureMode, type FeatureSettings } from './features';
-import { gramFromTensor, type Kernel } from './gram';
+import { featureSettings, FEATURE_MODES, type FeatureMode, type FeatureSettings } from './features';
+import type { Kernel } from './gram';
+import { batchGrams, cropImage, type BatchGrams, type GramSettings, type NamedImage, type StudySide } from './similarity-batch';
+import { SimilarityPool } from './parallel/similarity-pool';
 import { assertEstimator, minExamples, type Estimator } from './hsic';
 import { MinibatchCKA, type CkaInterval } from './minibatch-cka';
 import { modelWeights, runProvenance, type ModelWeights, type RunProvenance } from './provenance';
 import type { WeightsProvenance } from '../weights/provenance';
 
-export interface NamedImage {
-  name: string;
-  image: ImageF32;
-}
+export type { NamedImage } from './similarity-batch';
 
 /** Clean images, in memory or streamed (e.g. from loadImages); bare images are named image-<index>. */
 export type ImageSource = Iterable<ImageF32 | NamedImage> | AsyncIterable<ImageF32 | NamedImage>;
@@ -104,6 +105,13 @@ export interface LayerSimilarityOptions {
   command?: string;
   /** Called after every model forward (per batch: after A, then after B). */
   onProgress?: (p: SimilarityProgress) => void;
+  /**
+   * Data-parallel extraction: worker threads, each with a copy of the models and one native kernel thread,
+   * computing whole batches (default 1: in-process, on the process's kernel threads). The Grams are merged in
+   * batch order, so the result equals a one-thread in-process run bit for bit. Needs the wasm or cpu backend
+   * and no intervention hooks (see parallel/similarity-pool.ts).
+   */
+  workers?: number;
 }
 
 export interface ModelSide {
@@ -156,6 +164,11 @@ export interface SimilarityTimings {
   other: number;
   /** Parts of `other`. */
   detail: { images: number; accumulate: number };
+  /**
+   * Worker threads that ran the forwards (absent in results of older versions: 1). With more than one, forwardA,
+   * forwardB, gram and detail.images are summed over the workers, and other = total - (their sum) / workers.
+   */
+  workers?: number;
 }
 
 export interface SimilarityProvenance {
@@ -192,13 +205,7 @@ export interface SimilarityResult {
 const WHERE = 'layerSimilarity';
 export const DEFAULT_BATCH = 10;
 
-interface Side {
-  model: RestorationModel;
-  label: string;
-  task: TaskSpec;
-  degradation: Degradation | undefined;
-  globs: string[];
-  hooks: Record<string, HookFn | HookFn[]>;
+interface Side extends StudySide {
   weights?: WeightsProvenance;
 }
 
@@ -312,80 +319,6 @@ async function* planBatches(source: ImageSource, size: number, min: number): Asy
   }
 }
 
-interface ForwardGrams {
-  grams: Map<string, Float64Array>;
-  /** Layer names in the order they first fired. */
-  order: string[];
-  forwardMs: number;
-  gramMs: number;
-}
-
-/**
- * One forward of `side.model` on `x` whose observer hooks turn each activation selected by `globs` into its Gram
- * right away. The user's intervention hooks run first, so the observers see their result.
- */
-function forwardGrams(
-  side: Side,
-  x: tf.Tensor4D,
-  globs: string[],
-  gramOf: (t: tf.Tensor) => Float64Array,
-  n: number,
-): ForwardGrams {
-  const grams = new Map<string, Float64Array>();
-  const order: string[] = [];
-  const last = new Map<string, tf.Tensor>();
-  let gramMs = 0;
-  const observe: HookFn = (t, { name }) => {
-    // Overlapping globs pass the same tensor twice: compute its Gram once. A module that fires again with a new
-    // tensor runs more than once per forward (MPRNet's per-patch stage-1/2 modules, a shared activation): its
-    // Gram would describe one patch or call, not the image, so refuse it rather than silently keep the last.
-    if (last.get(name) === t) return;
-    if (last.has(name))
-      throw new Error(
-        `${WHERE}: layer '${name}' of ${side.label} runs more than once per forward (per patch or shared), so it has no single activation per image; choose other layers`,
-      );
-    last.set(name, t);
-    if (t.shape[0] !== n)
-      throw new Error(`${WHERE}: layer '${name}' of ${side.label} has shape [${t.shape.join(', ')}], not batch-first with ${n} images`);
-    const t0 = performance.now();
-    grams.set(name, gramOf(t));
-    if (!order.includes(name)) order.push(name);
-    gramMs += performance.now() - t0;
-  };
-  const hooks: Record<string, HookFn | HookFn[]> = {};
-  for (const [k, f] of Object.entries(side.hooks)) hooks[k] = Array.isArray(f) ? [...f] : [f];
-  for (const g of globs) hooks[g] = [...((hooks[g] as HookFn[] | undefined) ?? []), observe];
-  const t0 = performance.now();
-  const y = side.model.runWithHooks(x, hooks, side.task.name);
-  y.dispose();
-  const totalMs = performance.now() - t0;
-  return { grams, order, forwardMs: totalMs - gramMs, gramMs };
-}
-
-/** Degrades each clean crop for one side (seeded per image) and stacks the model inputs. */
-async function modelInputs(side: Side, crops: NamedImage[], firstIndex: number, seed: number): Promise<tf.Tensor4D> {
-  const channels = side.model.inChannels as 1 | 3;
-  const lqs: ImageF32[] = [];
-  for (let i = 0; i < crops.length; i++) {
-    const clean = convertChannels(crops[i].image, channels);
-    const deg = side.degradation;
-    lqs.push(deg ? (await deg.applyPair(clean, new Rng(`${seed}:degrade:${deg.name}:${firstIndex + i}`))).lq : clean);
-  }
-  const [h, w] = [lqs[0].height, lqs[0].width];
-  const odd = lqs.findIndex((l) => l.height !== h || l.width !== w);
-  if (odd >= 0)
-    throw new Error(`${WHERE}: image '${crops[odd].name}' is ${crops[odd].image.height}x${crops[odd].image.width} but others are not; give a crop size (--size) so every image has one size`);
-  return imageToTensor(lqs);
-}
-
-function crop(item: NamedImage, size: [number, number] | undefined): NamedImage {
-  if (!size) return item;
-  const { height, width } = item.image;
-  if (height < size[0] || width < size[1])
-    throw new Error(`${WHERE}: image '${item.name}' is ${height}x${width}, smaller than the crop size ${size[0]}x${size[1]}`);
-  return { name: item.name, image: centerCrop(item.image, size[0], size[1]) };
-}
-
 function validateOptions(o: LayerSimilarityOptions) {
   const kernel = o.kernel ?? 'linear';
   if (kernel !== 'linear' && kernel !== 'rbf') throw new Error(`${WHERE}: kernel must be 'linear' or 'rbf', got '${kernel as string}'`);
@@ -404,11 +337,9 @@ function validateOptions(o: LayerSimilarityOptions) {
   if (!Number.isFinite(seed)) throw new Error(`${WHERE}: seed must be a finite number, got ${o.seed}`);
   const bootstrap = o.bootstrap ?? 0;
   if (!Number.isInteger(bootstrap) || bootstrap < 0) throw new Error(`${WHERE}: bootstrap must be a non-negative integer, got ${o.bootstrap}`);
-  return { kernel, threshold, estimator, mode, batch, min, seed, bootstrap, permutation: o.permutation ?? false };
-}
-
-function spatialSize(t: tf.Tensor): string {
-  return t.shape.slice(1, -1).join('x');
+  const workers = o.workers ?? 1;
+  if (!Number.isInteger(workers) || workers < 1) throw new Error(`${WHERE}: workers must be a positive integer, got ${o.workers}`);
+  return { kernel, threshold, estimator, mode, batch, min, seed, bootstrap, permutation: o.permutation ?? false, workers };
 }
 
 /** Runs the study; see the module comment. */
@@ -443,81 +374,35 @@ export async function layerSimilarity(opts: LayerSimilarityOptions): Promise<Sim
   let inputB: [number, number] = [0, 0];
   const t = { forwardA: 0, forwardB: 0, gram: 0, images: 0, accumulate: 0 };
   const totalImages = Array.isArray(opts.images) ? opts.images.length : undefined;
+  const forwardsPerImage = shared ? 1 : 2;
+  const progress = (side: 'A' | 'B', batches: number, images: number, forwardImages: number) =>
+    opts.onProgress?.({ batches, images, totalImages, forwardImages, forwardsPerImage, side, elapsedMs: performance.now() - tStart });
+  const gramSettings: GramSettings = { kernel: v.kernel, threshold: v.threshold, features: featureOpts, seed: v.seed };
 
-  let batchIndex = 0;
-  const batches = planBatches(opts.images, v.batch, v.min);
-  for (let tWait = performance.now(), next = await batches.next(); !next.done; tWait = performance.now(), next = await batches.next()) {
-    const { items, merged: m } = next.value;
-    merged += m;
-    const n = items.length;
-    const crops = items.map((it) => crop(it, opts.size));
-    const first = names.length;
-    names.push(...items.map((it) => it.name));
-    const xA = await modelInputs(A, crops, first, v.seed);
-    t.images += performance.now() - tWait;
-    inputA = [xA.shape[1], xA.shape[2]];
-
-    const fo = { ...featureOpts, batchIndex };
-    const gramOf = (x: tf.Tensor): Float64Array => {
-      const f = toFeatures(x, fo);
-      try {
-        return gramFromTensor(f, v.kernel, v.threshold);
-      } finally {
-        f.dispose();
-      }
-    };
-    // 'pixels' rows are positions of a given spatial size: collect the sizes to refuse mixed ones.
-    const spatial = new Set<string>();
-    const observe = (x: tf.Tensor) => {
-      if (v.mode === 'pixels') spatial.add(spatialSize(x));
-      return gramOf(x);
-    };
-    const forwardsPerImage = shared ? 1 : 2;
-    const progress = (side: 'A' | 'B', forwardImages: number) =>
-      opts.onProgress?.({ batches: batchIndex + (side === 'B' || shared ? 1 : 0), images: first + (side === 'B' || shared ? n : 0), totalImages, forwardImages, forwardsPerImage, side, elapsedMs: performance.now() - tStart });
-    // One model input alive at a time: B's is made after A's forward (and A's input freed), so progress can be
-    // reported between the two forwards with nothing but the models' own tensors alive.
-    let fa: ForwardGrams;
-    try {
-      fa = forwardGrams(A, xA, shared ? [...new Set([...A.globs, ...B.globs])] : A.globs, observe, n);
-    } finally {
-      xA.dispose();
-    }
-    let fb: ForwardGrams = fa;
-    if (shared) inputB = inputA;
-    else {
-      progress('A', forwardsPerImage * first + n);
-      const tB = performance.now();
-      const xB = await modelInputs(B, crops, first, v.seed);
-      t.images += performance.now() - tB;
-      inputB = [xB.shape[1], xB.shape[2]];
-      try {
-        fb = forwardGrams(B, xB, B.globs, observe, n);
-      } finally {
-        xB.dispose();
-      }
-    }
+  /** Adds one batch's Grams to the accumulator (in batch order), choosing the layers on the first batch. */
+  const consume = (batchIndex: number, n: number, r: BatchGrams) => {
+    const { a: fa, b: fb } = r;
+    inputA = r.inputA;
+    inputB = r.inputB;
+    t.images += r.imagesMs;
     t.forwardA += fa.forwardMs;
     t.forwardB += shared ? 0 : fb.forwardMs;
     t.gram += fa.gramMs + (shared ? 0 : fb.gramMs);
-
     const tAcc = performance.now();
-    const selA = fa.order.filter((name) => matchA.some((mt) => mt(name)));
-    const selB = fb.order.filter((name) => matchB.some((mt) => mt(name)));
     if (!acc) {
+      const selA = fa.order.filter((name) => matchA.some((mt) => mt(name)));
+      const selB = fb.order.filter((name) => matchB.some((mt) => mt(name)));
       if (selA.length === 0) throw new Error(`${WHERE}: no layer of ${A.label} matching ${A.globs.join(', ')} ran in the [${A.task.name}] forward`);
       if (selB.length === 0) throw new Error(`${WHERE}: no layer of ${B.label} matching ${B.globs.join(', ')} ran in the [${B.task.name}] forward`);
-      if (v.mode === 'pixels') {
-        if (spatial.size > 1)
-          throw new Error(
-            `${WHERE}: mode 'pixels' compares spatial positions, but the selected layers have several spatial sizes (${[...spatial].join(', ')}); select layers of one size or use mode 'flatten' or 'pool'`,
-          );
-      }
+      if (v.mode === 'pixels' && r.spatial.length > 1)
+        throw new Error(
+          `${WHERE}: mode 'pixels' compares spatial positions, but the selected layers have several spatial sizes (${r.spatial.join(', ')}); select layers of one size or use mode 'flatten' or 'pool'`,
+        );
       layersA = selA;
       layersB = selB;
       acc = new MinibatchCKA(layersA, layersB, { estimator: v.estimator, bootstrap: v.bootstrap, permutation: v.permutation, seed: v.seed });
     }
-    const pick = (f: ForwardGrams, layers: string[], side: Side) =>
+    const pick = (f: typeof fa, layers: string[], side: Side) =>
       layers.map((name) => {
         const g = f.grams.get(name);
         if (!g) throw new Error(`${WHERE}: layer '${name}' of ${side.label} did not run in batch ${batchIndex + 1}`);
@@ -525,16 +410,54 @@ export async function layerSimilarity(opts: LayerSimilarityOptions): Promise<Sim
       });
     acc.update(pick(fa, layersA, A), pick(fb, layersB, B), v.mode === 'pixels' ? Math.sqrt(fa.grams.get(layersA[0])!.length) : n);
     t.accumulate += performance.now() - tAcc;
+  };
 
-    batchSizes.push(n);
-    progress(shared ? 'A' : 'B', forwardsPerImage * names.length);
-    batchIndex++;
+  // Batches run in-process one after another, or on the workers with up to two batches queued per worker;
+  // either way they are consumed in batch order, so the accumulator sees the same sums in the same order.
+  // More workers than batches would only copy the models (an array source's batch count is known up front).
+  const workers = Array.isArray(opts.images) ? Math.max(1, Math.min(v.workers, Math.floor(opts.images.length / v.batch))) : v.workers;
+  const pool = workers > 1 ? await SimilarityPool.start(workers, A, B, shared, gramSettings) : undefined;
+  const depth = pool ? 2 * pool.size : 1;
+  const inFlight: { batchIndex: number; first: number; n: number; result: Promise<BatchGrams> }[] = [];
+  const finishOldest = async () => {
+    const job = inFlight.shift()!;
+    const r = await job.result;
+    if (pool && !shared) progress('A', job.batchIndex, job.first, forwardsPerImage * job.first + job.n);
+    consume(job.batchIndex, job.n, r);
+    batchSizes.push(job.n);
+    progress(shared ? 'A' : 'B', job.batchIndex + 1, job.first + job.n, forwardsPerImage * (job.first + job.n));
+  };
+  try {
+    let batchIndex = 0;
+    const batches = planBatches(opts.images, v.batch, v.min);
+    for (let tWait = performance.now(), next = await batches.next(); !next.done; tWait = performance.now(), next = await batches.next()) {
+      t.images += performance.now() - tWait;
+      const { items, merged: m } = next.value;
+      merged += m;
+      const n = items.length;
+      const crops = items.map((it) => cropImage(it, opts.size));
+      const first = names.length;
+      names.push(...items.map((it) => it.name));
+      const bi = batchIndex;
+      const result = pool
+        ? pool.run(bi, first, crops)
+        : batchGrams(A, B, shared, crops, first, bi, gramSettings, () => progress('A', bi, first, forwardsPerImage * first + n));
+      result.catch(() => undefined); // awaited in order below; a failure is reported there, not as unhandled
+      inFlight.push({ batchIndex: bi, first, n, result });
+      if (inFlight.length >= depth) await finishOldest();
+      batchIndex++;
+    }
+    while (inFlight.length > 0) await finishOldest();
+  } finally {
+    await pool?.close();
   }
   if (!acc) throw new Error(`${WHERE}: no images`);
 
   const r = acc.result();
   const total = performance.now() - tStart;
-  const other = total - t.forwardA - t.forwardB - t.gram;
+  // With workers the forward and Gram times are summed over them (thread time), so divide by the workers for
+  // the share of the wall time they stand for.
+  const other = Math.max(0, total - (t.forwardA + t.forwardB + t.gram) / workers);
   const backend = backendInfo();
   const size = opts.size ? ([...opts.size] as [number, number]) : null;
   const models = { a: describeSide(A, inputA), b: describeSide(B, inputB) };
@@ -578,7 +501,7 @@ export async function layerSimilarity(opts: LayerSimilarityOptions): Promise<Sim
       versions: { irlens: IRLENS_VERSION, node: process.version, ...tfVersions() },
       seed: v.seed,
       images: names,
-      timings: { total, forwardA: t.forwardA, forwardB: t.forwardB, gram: t.gram, other, detail: { images: t.images, accumulate: t.accumulate } },
+      timings: { total, forwardA: t.forwardA, forwardB: t.forwardB, gram: t.gram, other, detail: { images: t.images, accumulate: t.accumulate }, workers },
       createdAt: new Date().toISOString(),
       run: runProvenance(opts.command ?? null),
     },

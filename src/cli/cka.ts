@@ -59,6 +59,7 @@ export interface CkaCliOptions {
   initSeedB: number;
   out?: string;
   json?: boolean;
+  workers: number;
 }
 
 /** Comma-separated hook point globs, kept as the typed text (split where used). */
@@ -113,7 +114,7 @@ function outBase(out: string | undefined, labelA: string, labelB: string): strin
 // ---------------------------------------------------------------------------------------------------------------
 // Two .npy activation matrices
 
-const NPY_ONLY_MODEL_OPTIONS = ['data', 'images', 'size', 'task', 'taskA', 'taskB', 'layersA', 'layersB', 'mode', 'maxPixels', 'initSeedA', 'initSeedB', 'out'];
+const NPY_ONLY_MODEL_OPTIONS = ['data', 'images', 'size', 'task', 'taskA', 'taskB', 'layersA', 'layersB', 'mode', 'maxPixels', 'initSeedA', 'initSeedB', 'out', 'workers'];
 
 function runNpy(fileA: string, fileB: string, o: CkaCliOptions, typed: Set<string>): void {
   const bad = NPY_ONLY_MODEL_OPTIONS.find((k) => typed.has(k));
@@ -234,7 +235,7 @@ function summary(r: SimilarityResult, files: CkaReportFiles, wallMs: number, fro
   if (flagged) lines.push(`  ${flagged} cell(s) undefined (flags: ${[...new Set(r.flags.flat().filter((f) => f !== null))].join(', ')})`);
   lines.push(
     `wrote ${[files.html, files.json, files.png, files.svg, files.pdf].filter((f) => f !== undefined).join(', ')}`,
-    `time: study ${sec(t.total)} = forward A ${sec(t.forwardA)} (${pct(t.forwardA, t.total)}) + forward B ${sec(t.forwardB)} (${pct(t.forwardB, t.total)})` +
+    `time: study ${sec(t.total)}${(t.workers ?? 1) > 1 ? ` on ${t.workers} workers (forwards and Grams summed over them)` : ''} = forward A ${sec(t.forwardA)} (${pct(t.forwardA, t.total)}) + forward B ${sec(t.forwardB)} (${pct(t.forwardB, t.total)})` +
       ` + Grams ${sec(t.gram)} (${pct(t.gram, t.total)}) + other ${sec(t.other)} (${pct(t.other, t.total)}); ` +
       `outside the forwards ${pct(t.gram + t.other, t.total)}; command ${sec(wallMs)} incl. model loading and reports`,
   );
@@ -322,6 +323,7 @@ async function runModels(specA: string, specB: string, o: CkaCliOptions, backend
         weightsA: A.provenance,
         weightsB: B?.provenance,
         command,
+        workers: o.workers,
         onProgress: (p) => bar.update(p.forwardImages, p.side),
       });
     } finally {
@@ -370,6 +372,12 @@ export function ckaCommand(): Command {
     .option('--init-seed-b <n>', 'seed of B\'s random initialisation when it has no weights', parseNonNegativeInt('--init-seed-b'), 0)
     .option('--out <path>', 'base path of the reports (default: reports/cka-<A>-vs-<B>)')
     .option('--json', 'print the result as JSON on stdout')
+    .option(
+      '--workers <n>',
+      'worker threads that each take whole minibatches with their own copy of the models and one kernel thread (data-parallel; results equal --threads 1 bit for bit; default 1)',
+      parsePositiveInt('--workers'),
+      1,
+    )
     .action(async (a: string, b: string | undefined, o: CkaCliOptions, cmd: Command) => {
       const specB = b ?? a;
       const kind = activationKind(a);

@@ -305,7 +305,7 @@ export function ckaHtml(r: SimilarityResult): string {
       ['seed', String(p.seed)],
       [
         'time',
-        `total ${ms(t.total)}: forward A ${ms(t.forwardA)}, forward B ${ms(t.forwardB)}, Grams ${ms(t.gram)}, other ${ms(t.other)} ` +
+        `total ${ms(t.total)}${(t.workers ?? 1) > 1 ? ` on ${t.workers} worker threads (forwards, Grams and images summed over them)` : ''}: forward A ${ms(t.forwardA)}, forward B ${ms(t.forwardB)}, Grams ${ms(t.gram)}, other ${ms(t.other)} ` +
           `(images ${ms(t.detail.images)}, HSIC accumulation ${ms(t.detail.accumulate)})`,
       ],
     ]),
