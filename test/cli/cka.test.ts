@@ -115,6 +115,19 @@ describe('irlens cka on two models', () => {
     expect(j.files.json).toBe(`${out}.json`);
   });
 
+  it('--workers 2: the report says so and its matrix is the one of one in-process thread', async () => {
+    const base = ['restormer-tiny', 'refnet-tiny', '--images', '8', '--size', '32x32', '--batch', '4', '--json'];
+    const serial = await runCli('--threads', '1', 'cka', ...base, '--out', path.join(dir, 'w1', 'study'));
+    const parallel = await runCli('--threads', '1', 'cka', ...base, '--workers', '2', '--out', path.join(dir, 'w2', 'study'));
+    expect(serial.code).toBe(0);
+    expect(parallel.code).toBe(0);
+    const [js, jp] = [JSON.parse(serial.stdout), JSON.parse(parallel.stdout)];
+    expect(jp.matrix).toEqual(js.matrix);
+    expect(jp.permutation).toEqual(js.permutation);
+    expect(jp.provenance.timings.workers).toBe(2);
+    expect(fs.readFileSync(path.join(dir, 'w2', 'study.html'), 'utf8')).toContain('on 2 worker threads');
+  });
+
   it.each([
     [['--batch', '2'], /^--batch: the unbiased estimator needs at least 4/],
     [['--batch', 'x'], /^--batch: expected a positive integer/],
@@ -128,6 +141,7 @@ describe('irlens cka on two models', () => {
     [['--data', '/nonexistent/irlens'], /^--data: image folder '\/nonexistent\/irlens': does not exist/],
     [['--threshold', '-1'], /^--threshold: expected a number > 0/],
     [['--max-pixels', '8'], /^--max-pixels: only applies to --mode pixels/],
+    [['--workers', '0'], /^--workers: expected a positive integer/],
   ])('bad option %j: one-line error naming it, exit 1, no files', async (extra, message) => {
     const out = path.join(dir, 'bad', 'study');
     const r = await cka('restormer-tiny', 'refnet-tiny', '--out', out, ...extra);
