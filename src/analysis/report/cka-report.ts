@@ -224,7 +224,11 @@ function headerProvenance(r: SimilarityResult): string {
   const rows: [string, string][] = [
     ...(run ? [['command', run.command ?? '(library call)'] as [string, string]] : []),
     ['irlens', run ? versionLine(run) : `irlens ${r.provenance.versions.irlens}`],
-    ['compute', run ? `${r.provenance.backend.name}: ${run.compute.description}` : r.provenance.backend.name],
+    [
+      'compute',
+      (run ? `${r.provenance.backend.name}: ${run.compute.description}` : r.provenance.backend.name) +
+        ((r.provenance.timings.workers ?? 1) > 1 ? `; the forwards ran on ${r.provenance.timings.workers} worker threads with one kernel thread each` : ''),
+    ],
     ['weights A', `${r.models.a.label}: ${r.models.a.weights?.line ?? 'not stated'}`],
     ['weights B', `${r.models.b.label}: ${r.models.b.weights?.line ?? 'not stated'}`],
   ];
