@@ -971,11 +971,17 @@ void binaryStrided(const float* a, const float* b, float* out, int rank, const i
   const int64_t n = shape[last], sa = as[last], sb = bs[last];
   int64_t rows = 1;
   for (int d = 0; d < last; d++) rows *= shape[d];
-  const int threads = static_cast<int>(std::min<int64_t>(rows * n < (1 << 17) ? 1 : g_threads, std::max<int64_t>(rows, 1)));
-  parallel(threads, [&](int t, int parts) {
-    int64_t r0, r1;
-    part(rows, parts, t, &r0, &r1);
-    for (int64_t r = r0; r < r1; r++) {
+  const int threads = rows * n < (1 << 17) ? 1 : g_threads;
+  // Work units are (row, column piece): a same-shape op merges into a single row, which must still split over
+  // the threads. Each element is one operation, so the split never changes a bit.
+  const int64_t pieces = rows >= threads ? 1 : (threads + rows - 1) / rows, units = rows * pieces;
+  parallel(static_cast<int>(std::min<int64_t>(threads, units)), [&](int t, int parts) {
+    int64_t u0, u1;
+    part(units, parts, t, &u0, &u1);
+    for (int64_t u = u0; u < u1; u++) {
+      const int64_t r = u / pieces;
+      int64_t j0, j1;
+      part(n, static_cast<int>(pieces), static_cast<int>(u % pieces), &j0, &j1);
       int64_t o = r, ia = 0, ib = 0;
       for (int d = last - 1; d >= 0; d--) {
         const int64_t i = o % shape[d];
@@ -983,13 +989,14 @@ void binaryStrided(const float* a, const float* b, float* out, int rank, const i
         ia += i * as[d];
         ib += i * bs[d];
       }
-      const float* __restrict pa = a + ia;
-      const float* __restrict pb = b + ib;
-      float* __restrict po = out + r * n;
-      if (sa == 1 && sb == 1) for (int64_t j = 0; j < n; j++) po[j] = binary<Op>(pa[j], pb[j]);
-      else if (sa == 1 && sb == 0) for (int64_t j = 0; j < n; j++) po[j] = binary<Op>(pa[j], pb[0]);
-      else if (sa == 0 && sb == 1) for (int64_t j = 0; j < n; j++) po[j] = binary<Op>(pa[0], pb[j]);
-      else for (int64_t j = 0; j < n; j++) po[j] = binary<Op>(pa[j * sa], pb[j * sb]);
+      const float* __restrict pa = a + ia + j0 * sa;
+      const float* __restrict pb = b + ib + j0 * sb;
+      float* __restrict po = out + r * n + j0;
+      const int64_t m = j1 - j0;
+      if (sa == 1 && sb == 1) for (int64_t j = 0; j < m; j++) po[j] = binary<Op>(pa[j], pb[j]);
+      else if (sa == 1 && sb == 0) for (int64_t j = 0; j < m; j++) po[j] = binary<Op>(pa[j], pb[0]);
+      else if (sa == 0 && sb == 1) for (int64_t j = 0; j < m; j++) po[j] = binary<Op>(pa[0], pb[j]);
+      else for (int64_t j = 0; j < m; j++) po[j] = binary<Op>(pa[j * sa], pb[j * sb]);
     }
   });
 }
@@ -1021,6 +1028,60 @@ Napi::Value Binary(const Napi::CallbackInfo& info) {
     case kMul: binaryStrided<kMul>(x, y, out, r, shape, as, bs); break;
     default: binaryStrided<kDiv>(x, y, out, r, shape, as, bs); break;
   }
+  return info.Env().Undefined();
+}
+
+// nn.PReLU with one parameter a: y = x > 0 ? x : a x. params: 0 xOff, 1 aOff, 2 yOff, 3 count.
+// The same bits as relu(x) - a relu(-x) (which rounds a (-x) then negates, both exact), up to the sign of a zero.
+Napi::Value Prelu(const Napi::CallbackInfo& info) {
+  Args a(info);
+  const int64_t n = a.i64(3);
+  const float* x = a.f32(0, n);
+  const float alpha = *a.f32(1, 1);
+  float* y = a.f32(2, n);
+  const int threads = static_cast<int>(std::min<int64_t>(n < (1 << 17) ? 1 : g_threads, std::max<int64_t>(n, 1)));
+  parallel(threads, [&](int t, int parts) {
+    int64_t i0, i1;
+    part(n, parts, t, &i0, &i1);
+#pragma omp simd
+    for (int64_t i = i0; i < i1; i++) y[i] = x[i] > 0.f ? x[i] : alpha * x[i];
+  });
+  return info.Env().Undefined();
+}
+
+// Gradients of Prelu, as torch's prelu backward: dx = x > 0 ? dy : a dy; da = sum over x <= 0 of dy x, each
+// product rounded to float32 (as the Multiply of the composition), summed in float64 over fixed chunks of 2^16
+// elements whose partial sums are added in chunk order, so the bits do not depend on the thread count.
+// params: 0 dyOff, 1 xOff, 2 aOff, 3 dxOff, 4 daOff, 5 count.
+Napi::Value PreluGrad(const Napi::CallbackInfo& info) {
+  Args a(info);
+  const int64_t n = a.i64(5);
+  const float* dy = a.f32(0, n);
+  const float* x = a.f32(1, n);
+  const float alpha = *a.f32(2, 1);
+  float* dx = a.f32(3, n);
+  float* da = a.f32(4, 1);
+  constexpr int64_t kChunk = 1 << 16;
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+  std::vector<double> partial(static_cast<size_t>(chunks), 0.0);
+  const int threads = static_cast<int>(std::min<int64_t>(n < (1 << 17) ? 1 : g_threads, std::max<int64_t>(chunks, 1)));
+  parallel(threads, [&](int t, int parts) {
+    int64_t c0, c1;
+    part(chunks, parts, t, &c0, &c1);
+    for (int64_t c = c0; c < c1; c++) {
+      const int64_t i0 = c * kChunk, i1 = std::min(n, i0 + kChunk);
+      double s = 0;
+      for (int64_t i = i0; i < i1; i++) {
+        const bool positive = x[i] > 0.f;
+        dx[i] = positive ? dy[i] : alpha * dy[i];
+        if (!positive) s += static_cast<double>(dy[i] * x[i]);
+      }
+      partial[static_cast<size_t>(c)] = s;
+    }
+  });
+  double total = 0;
+  for (double p : partial) total += p;
+  *da = static_cast<float>(total);
   return info.Env().Undefined();
 }
 
@@ -1492,6 +1553,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("geluGrad", Napi::Function::New(env, GeluGrad));
   exports.Set("gatedGelu", Napi::Function::New(env, GatedGelu));
   exports.Set("gatedGeluGrad", Napi::Function::New(env, GatedGeluGrad));
+  exports.Set("prelu", Napi::Function::New(env, Prelu));
+  exports.Set("preluGrad", Napi::Function::New(env, PreluGrad));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   exports.Set("describe", Napi::Function::New(env, Describe));
   return exports;

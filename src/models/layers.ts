@@ -5,6 +5,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { recordingGradients } from '../engine/gradient-memory';
 import { gatedGelu, gelu } from '../engine/wasm/gelu';
+import { prelu } from '../engine/wasm/prelu';
 import { layerNorm } from '../engine/wasm/layer-norm';
 import { currentHookContext } from './hook-context';
 import { Init, Module } from './module';
@@ -144,7 +145,7 @@ export class LayerNorm extends Module {
   }
 }
 
-/** nn.PReLU(num_parameters=1, init=0.25). relu(x) - a*relu(-x) keeps gradients on every backend. */
+/** nn.PReLU(num_parameters=1, init=0.25); the arithmetic (a fused native kernel, or tf ops) is in src/engine/wasm/prelu.ts. */
 export class PReLU extends Module {
   readonly weight: tf.Variable;
   constructor(numParameters = 1, init = 0.25) {
@@ -152,7 +153,7 @@ export class PReLU extends Module {
     this.weight = this.param('weight', [numParameters], { kind: 'constant', value: init });
   }
   forward(x: tf.Tensor): tf.Tensor {
-    return tf.tidy(() => tf.sub(tf.relu(x), tf.mul(this.weight, tf.relu(tf.neg(x)))));
+    return prelu(x, this.weight);
   }
 }
 

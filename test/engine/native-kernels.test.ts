@@ -22,6 +22,7 @@ import { adamStep, ADAM_STEP_KERNEL } from '../../src/engine/wasm/adam-step';
 import { attentionProbs, fusedPackedWindowAttention, fusedWindowAttention, WINDOW_ATTENTION_KERNEL } from '../../src/engine/wasm/window-attention';
 import { splitHeads } from '../../src/models/blocks/window-attention';
 import { layerNorm, LAYER_NORM_GRAD_KERNEL, LAYER_NORM_KERNEL } from '../../src/engine/wasm/layer-norm';
+import { prelu, PRELU_GRAD_KERNEL, PRELU_KERNEL } from '../../src/engine/wasm/prelu';
 
 const REL_TOL = 1e-4;
 const ADDON = path.resolve(__dirname, '../../build/Release/irlens_native.node');
@@ -521,6 +522,46 @@ describe(`heavy-op kernels on the wasm backend (${NATIVE_EXPECTED ? 'native' : '
     odd.dispose();
   });
 
+  it("MPRNet's PReLU (fused native kernel when built) and its gradients match relu(x) - a relu(-x) on cpu, with the composition's bits and torch's gradient at 0", async () => {
+    expect(tf.getKernel(PRELU_KERNEL, 'wasm') !== undefined).toBe(NATIVE_EXPECTED);
+    expect(tf.getKernel(PRELU_GRAD_KERNEL, 'wasm') !== undefined).toBe(NATIVE_EXPECTED);
+    const composed = (t: tf.Tensor, a: tf.Tensor) => tf.sub(tf.relu(t), tf.mul(a, tf.relu(tf.neg(t))));
+    const withGrads = (op: (t: tf.Tensor, a: tf.Tensor) => tf.Tensor) => (t: tf.Tensor, a: tf.Tensor, w: tf.Tensor) => [
+      op(t, a),
+      ...tf.grads((u: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(op(u, b), w)))([t, a]),
+    ];
+    const saved = computeThreads();
+    try {
+      // A full-resolution MPRNet activation (several threads, several 2^16 chunks of the alpha sum) and a tiny one.
+      for (const shape of [[1, 64, 64, 96], [2, 3, 5]]) {
+        const x = host(shape);
+        const alpha = host([1]);
+        alpha.values[0] = 0.25;
+        const w = host(shape);
+        await compare([x, alpha, w], withGrads(prelu), `prelu ${shape}`);
+        const viaRelu = await run('wasm', [x, alpha, w], withGrads(composed));
+        const results: { values: Float32Array }[][] = [];
+        for (const threads of [1, 2, 3]) {
+          setComputeThreads(threads);
+          results.push(await run('wasm', [x, alpha, w], withGrads(prelu)));
+        }
+        for (const r of results) r.forEach((o, i) => expect(Buffer.from(o.values.buffer).equals(Buffer.from(results[0][i].values.buffer)), `prelu ${shape} output ${i}: same bits on 1, 2, 3 threads`).toBe(true));
+        // y and dx: the composition's bits (no exact zeros in x here); dalpha: its float64 sum, within rounding.
+        for (const i of [0, 1]) expect(Buffer.from(results[0][i].values.buffer).equals(Buffer.from(viaRelu[i].values.buffer)), `prelu ${shape} output ${i}: the composition's bits`).toBe(true);
+        expectClose(results[0][2] as { values: Float32Array; shape: number[] }, viaRelu[2], `prelu ${shape} dalpha`);
+      }
+    } finally {
+      setComputeThreads(saved);
+    }
+    // At x = 0 the gradient is torch's a dy (the composition's relu gradients give 0 there).
+    await tf.setBackend('wasm');
+    const zero = tf.zeros([3]);
+    const a = tf.tensor1d([0.25]);
+    const dx = tf.grad((u: tf.Tensor) => tf.sum(prelu(u, a)))(zero);
+    expect(Array.from(dx.dataSync())).toEqual(NATIVE_EXPECTED ? [0.25, 0.25, 0.25] : [0, 0, 0]);
+    tf.dispose([zero, a, dx]);
+  });
+
   it('LayerNorm (fused native kernel when built), centred and BiasFree, and its gradients match the tf-op form on cpu', async () => {
     expect(tf.getKernel(LAYER_NORM_KERNEL, 'wasm') !== undefined).toBe(NATIVE_EXPECTED);
     expect(tf.getKernel(LAYER_NORM_GRAD_KERNEL, 'wasm') !== undefined).toBe(NATIVE_EXPECTED);
@@ -572,7 +613,10 @@ describe(`heavy-op kernels on the wasm backend (${NATIVE_EXPECTED ? 'native' : '
       [[300, 70], []], // scalar
       [[17, 9], [9]], // small: the stock kernel
     ];
-    for (const [sa, sb] of pairs) {
+    const saved = computeThreads();
+    // 1 and 3 threads: a same-shape op is one merged row, split into column pieces (3 leaves a remainder).
+    for (const [[sa, sb], threads] of pairs.flatMap((p) => [1, 3].map((t) => [p, t] as const))) {
+      setComputeThreads(threads);
       const ins = [host(sa), host(sb)];
       for (let i = 0; i < ins[1].values.length; i++) ins[1].values[i] += ins[1].values[i] < 0 ? -0.5 : 0.5; // divisors away from 0
       const f = (a: tf.Tensor, b: tf.Tensor) => [tf.add(a, b), tf.sub(b, a), tf.mul(a, b), tf.div(a, b)];
@@ -580,9 +624,10 @@ describe(`heavy-op kernels on the wasm backend (${NATIVE_EXPECTED ? 'native' : '
       const got = await run('wasm', ins, f);
       got.forEach((o, i) => {
         expect(o.shape, `${sa} ${sb} op ${i}`).toEqual(want[i].shape);
-        expect(Buffer.from(o.values.buffer).equals(Buffer.from(want[i].values.buffer)), `${sa} op ${i} ${sb}: bits`).toBe(true);
+        expect(Buffer.from(o.values.buffer).equals(Buffer.from(want[i].values.buffer)), `${sa} op ${i} ${sb}, ${threads} threads: bits`).toBe(true);
       });
     }
+    setComputeThreads(saved);
     for (const [shape, axis, keepDims] of [
       [[1, 128, 96, 64], [1, 2], true], // global average pool
       [[4096, 180], -1, false], // rows

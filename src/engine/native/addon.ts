@@ -35,6 +35,8 @@ export interface NativeAddon {
   geluGrad(heap: ArrayBuffer, params: Float64Array): void;
   gatedGelu(heap: ArrayBuffer, params: Float64Array): void;
   gatedGeluGrad(heap: ArrayBuffer, params: Float64Array): void;
+  prelu(heap: ArrayBuffer, params: Float64Array): void;
+  preluGrad(heap: ArrayBuffer, params: Float64Array): void;
   setThreads(n: number): void;
   /** conv: the library of the KxK convolutions when it is not OpenBLAS im2col (oneDNN, when built with it). */
   describe(): { threads: number; library: string; core: string; maxThreads: number; conv?: string };

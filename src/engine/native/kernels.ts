@@ -16,6 +16,7 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { adoptWasmKernel } from '../wasm-kernels';
 import { GATED_GELU_GRAD_KERNEL, GATED_GELU_KERNEL, GELU_GRAD_KERNEL, GELU_KERNEL } from '../wasm/gelu';
+import { PRELU_GRAD_KERNEL, PRELU_KERNEL } from '../wasm/prelu';
 import { ADAM_STEP_KERNEL, type AdamStepAttrs } from '../wasm/adam-step';
 import {
   ATTENTION_PROBS_GRAD_KERNEL,
@@ -540,6 +541,54 @@ function registerGeluKernels(addon: NativeAddon): void {
 }
 
 /**
+ * Fused PReLU with one parameter and its gradient [dx, dalpha] (native/irlens_native.cc). New kernel names, so
+ * nothing falls back; src/engine/wasm/prelu.ts calls them when they are registered.
+ */
+function registerPreluKernels(addon: NativeAddon): void {
+  if (tf.getKernel(PRELU_KERNEL, 'wasm')) return;
+  const check = (ts: tf.TensorInfo[], alpha: tf.TensorInfo) => {
+    if (ts.some((t) => t.dtype !== 'float32') || alpha.dtype !== 'float32' || size(alpha.shape) !== 1) {
+      throw new Error(`native kernels: PReLU needs float32 inputs and one alpha, got alpha [${alpha.shape}] ${alpha.dtype}`);
+    }
+  };
+  tf.registerKernel({
+    kernelName: PRELU_KERNEL,
+    backendName: 'wasm',
+    kernelFunc: (raw) => {
+      const { inputs, backend } = raw as unknown as KernelArgs;
+      const { x, alpha } = inputs as Record<string, tf.TensorInfo>;
+      check([x], alpha);
+      const y = backend.makeOutput(x.shape, 'float32');
+      const n = size(x.shape);
+      if (n > 0) addon.prelu(backend.wasm.HEAPU8.buffer as ArrayBuffer, new Float64Array([offset(backend, x), offset(backend, alpha), offset(backend, y), n]));
+      return y;
+    },
+  });
+  tf.registerKernel({
+    kernelName: PRELU_GRAD_KERNEL,
+    backendName: 'wasm',
+    kernelFunc: (raw) => {
+      const { inputs, backend } = raw as unknown as KernelArgs;
+      const { dy, x, alpha } = inputs as Record<string, tf.TensorInfo>;
+      check([dy, x], alpha);
+      const dx = backend.makeOutput(x.shape, 'float32');
+      const da = backend.makeOutput(alpha.shape, 'float32');
+      const params = [offset(backend, dy), offset(backend, x), offset(backend, alpha), offset(backend, dx), offset(backend, da), size(x.shape)];
+      addon.preluGrad(backend.wasm.HEAPU8.buffer as ArrayBuffer, new Float64Array(params));
+      return [dx, da];
+    },
+  });
+  tf.registerGradient({
+    kernelName: PRELU_KERNEL,
+    inputsToSave: ['x', 'alpha'],
+    gradFunc: (dy, saved) => {
+      const [dx, da] = tf.engine().runKernel(PRELU_GRAD_KERNEL, { dy: dy as tf.Tensor, x: saved[0], alpha: saved[1] }) as tf.Tensor[];
+      return { x: () => dx, alpha: () => da };
+    },
+  });
+}
+
+/**
  * Fused LayerNorm and its gradient (native/irlens_native.cc): one pass each way. New kernel names, so nothing
  * falls back; src/engine/wasm/layer-norm.ts calls them when they are registered. Inputs: x [..., n], weight [n],
  * optional bias [n]; the gradient kernel returns [dx, dweight] and dbias when there is a bias.
@@ -764,6 +813,7 @@ export function registerNativeKernels(): boolean {
     tf.registerKernel({ ...existing, kernelFunc });
   }
   registerGeluKernels(addon);
+  registerPreluKernels(addon);
   registerLayerNormKernels(addon);
   registerAdamKernel(addon);
   registerWindowAttentionKernels(addon);
