@@ -1043,15 +1043,21 @@ Napi::Value Prelu(const Napi::CallbackInfo& info) {
   parallel(threads, [&](int t, int parts) {
     int64_t i0, i1;
     part(n, parts, t, &i0, &i1);
+    // Locals: inside the OpenMP-outlined body, captured references would be reloaded on every store (aliasing),
+    // which leaves the loop scalar (10x slower on 2 threads than on 1, measured).
+    const float* __restrict xs = x;
+    float* __restrict ys = y;
+    const float al = alpha;
 #pragma omp simd
-    for (int64_t i = i0; i < i1; i++) y[i] = x[i] > 0.f ? x[i] : alpha * x[i];
+    for (int64_t i = i0; i < i1; i++) ys[i] = xs[i] > 0.f ? xs[i] : al * xs[i];
   });
   return info.Env().Undefined();
 }
 
 // Gradients of Prelu, as torch's prelu backward: dx = x > 0 ? dy : a dy; da = sum over x <= 0 of dy x, each
 // product rounded to float32 (as the Multiply of the composition), summed in float64 over fixed chunks of 2^16
-// elements whose partial sums are added in chunk order, so the bits do not depend on the thread count.
+// elements (8 lanes each) whose partial sums are added in chunk order, so the bits do not depend on the thread
+// count.
 // params: 0 dyOff, 1 xOff, 2 aOff, 3 dxOff, 4 daOff, 5 count.
 Napi::Value PreluGrad(const Napi::CallbackInfo& info) {
   Args a(info);
@@ -1070,12 +1076,29 @@ Napi::Value PreluGrad(const Napi::CallbackInfo& info) {
     part(chunks, parts, t, &c0, &c1);
     for (int64_t c = c0; c < c1; c++) {
       const int64_t i0 = c * kChunk, i1 = std::min(n, i0 + kChunk);
-      double s = 0;
-      for (int64_t i = i0; i < i1; i++) {
-        const bool positive = x[i] > 0.f;
-        dx[i] = positive ? dy[i] : alpha * dy[i];
-        if (!positive) s += static_cast<double>(dy[i] * x[i]);
+      const float* __restrict xs = x;
+      const float* __restrict dys = dy;
+      float* __restrict dxs = dx;
+      const float al = alpha;
+      // Branch-free (the signs of x are random: a branch mispredicts half the time, ~10x slower, measured) and in
+      // 8 float64 lanes (element i into lane i % 8, lanes added in order), which vectorise.
+      constexpr int kLanes = 8;
+      double lane[kLanes] = {0, 0, 0, 0, 0, 0, 0, 0};
+      const int64_t body = i0 + (i1 - i0) / kLanes * kLanes;
+      for (int64_t i = i0; i < body; i += kLanes)
+        for (int l = 0; l < kLanes; l++) {
+          const float xv = xs[i + l], dv = dys[i + l];
+          const bool positive = xv > 0.f;
+          dxs[i + l] = positive ? dv : al * dv;
+          lane[l] += positive ? 0.0 : static_cast<double>(dv * xv);
+        }
+      for (int64_t i = body; i < i1; i++) {
+        const bool positive = xs[i] > 0.f;
+        dxs[i] = positive ? dys[i] : al * dys[i];
+        lane[(i - i0) % kLanes] += positive ? 0.0 : static_cast<double>(dys[i] * xs[i]);
       }
+      double s = 0;
+      for (int l = 0; l < kLanes; l++) s += lane[l];
       partial[static_cast<size_t>(c)] = s;
     }
   });
@@ -1350,15 +1373,31 @@ Napi::Value WindowAttentionGrad(const Napi::CallbackInfo& info) {
 // ------------------------------------------------------------------------------------------- LayerNorm
 
 // Mean and 1/sqrt(biased variance + eps) of one row, accumulated in double.
-inline void rowMoments(const float* x, int64_t n, double eps, double* mean, double* rstd) {
+// Mean and 1/sqrt(var + eps) of one row, in float64. Each sum runs in 8 interleaved lanes (element i into lane
+// i % 8) that are added in lane order at the end: a fixed order, so the bits repeat, and the lanes vectorise; one
+// serial float64 sum was latency-bound (~4 ms for Restormer's [16384, 96] rows).
+inline void rowMoments(const float* __restrict x, int64_t n, double eps, double* mean, double* rstd) {
+  constexpr int kLanes = 8;
+  const int64_t body = n - n % kLanes;
+  double lane[kLanes] = {0, 0, 0, 0, 0, 0, 0, 0};
+  for (int64_t i = 0; i < body; i += kLanes)
+    for (int l = 0; l < kLanes; l++) lane[l] += x[i + l];
+  for (int64_t i = body; i < n; i++) lane[i % kLanes] += x[i];
   double sum = 0;
-  for (int64_t i = 0; i < n; i++) sum += x[i];
+  for (int l = 0; l < kLanes; l++) sum += lane[l];
   const double mu = sum / n;
-  double sq = 0;
-  for (int64_t i = 0; i < n; i++) {
+  double sqLane[kLanes] = {0, 0, 0, 0, 0, 0, 0, 0};
+  for (int64_t i = 0; i < body; i += kLanes)
+    for (int l = 0; l < kLanes; l++) {
+      const double d = x[i + l] - mu;
+      sqLane[l] += d * d;
+    }
+  for (int64_t i = body; i < n; i++) {
     const double d = x[i] - mu;
-    sq += d * d;
+    sqLane[i % kLanes] += d * d;
   }
+  double sq = 0;
+  for (int l = 0; l < kLanes; l++) sq += sqLane[l];
   *mean = mu;
   *rstd = 1.0 / std::sqrt(sq / n + eps);
 }
@@ -1379,14 +1418,16 @@ Napi::Value LayerNorm(const Napi::CallbackInfo& info) {
   parallel(threads, [&](int t, int parts) {
     int64_t r0, r1;
     part(rows, parts, t, &r0, &r1);
+    const float* __restrict ws = w;
+    const float* __restrict bs = b;
     for (int64_t r = r0; r < r1; r++) {
-      const float* xr = x + r * n;
-      float* yr = y + r * n;
+      const float* __restrict xr = x + r * n;
+      float* __restrict yr = y + r * n;
       double mean, rstd;
       rowMoments(xr, n, eps, &mean, &rstd);
       const float m = centred ? static_cast<float>(mean) : 0.f, s = static_cast<float>(rstd);
-      if (b) for (int64_t i = 0; i < n; i++) yr[i] = (xr[i] - m) * s * w[i] + b[i];
-      else for (int64_t i = 0; i < n; i++) yr[i] = (xr[i] - m) * s * w[i];
+      if (bs) for (int64_t i = 0; i < n; i++) yr[i] = (xr[i] - m) * s * ws[i] + bs[i];
+      else for (int64_t i = 0; i < n; i++) yr[i] = (xr[i] - m) * s * ws[i];
     }
   });
   return info.Env().Undefined();
@@ -1414,17 +1455,18 @@ Napi::Value LayerNormGrad(const Napi::CallbackInfo& info) {
   parallel(threads, [&](int t, int parts) {
     int64_t r0, r1;
     part(rows, parts, t, &r0, &r1);
-    double* pw = partW.data() + t * n;
-    double* pb = partB.data() + t * n;
+    double* __restrict pw = partW.data() + t * n;
+    double* __restrict pb = partB.data() + t * n;
+    const float* __restrict ws = w;
     for (int64_t r = r0; r < r1; r++) {
-      const float* xr = x + r * n;
-      const float* gr = dy + r * n;
-      float* dxr = dx + r * n;
+      const float* __restrict xr = x + r * n;
+      const float* __restrict gr = dy + r * n;
+      float* __restrict dxr = dx + r * n;
       double mean, rstd;
       rowMoments(xr, n, eps, &mean, &rstd);
       double sg = 0, sgx = 0;  // sum g, sum g * (xhat or x)
       for (int64_t i = 0; i < n; i++) {
-        const double g = static_cast<double>(gr[i]) * w[i];
+        const double g = static_cast<double>(gr[i]) * ws[i];
         const double xi = centred ? (xr[i] - mean) * rstd : xr[i];
         sg += g;
         sgx += g * xi;
@@ -1433,7 +1475,7 @@ Napi::Value LayerNormGrad(const Napi::CallbackInfo& info) {
       }
       const double mg = sg / n, mgx = sgx / n;
       for (int64_t i = 0; i < n; i++) {
-        const double g = static_cast<double>(gr[i]) * w[i];
+        const double g = static_cast<double>(gr[i]) * ws[i];
         const double xc = xr[i] - mean;
         dxr[i] = static_cast<float>(centred ? rstd * (g - mg - xc * rstd * mgx) : rstd * g - rstd * rstd * rstd * xc * mgx);
       }
