@@ -2,8 +2,8 @@
  * Data-parallel extraction for layer-similarity studies: N worker threads, each with its own copy of the models
  * and one native kernel thread, compute whole minibatches' Grams; the study merges them in batch order into its
  * one float64 accumulator, so the result has the bits of a single-threaded (--threads 1) run. On this project's
- * 2-core machines two workers beat two kernel threads: the memory-bound ops between the matrix products scale
- * with processes, not with threads inside one op (bench/README, "Data-parallel extraction").
+ * 2-core machines two workers take about as long as two kernel threads, plus their start-up and twice the memory,
+ * so workers are opt-in (bench/README, "Core scaling and data-parallel extraction").
  *
  * Interventions are JS closures and cannot cross to a worker, so a study with hooks runs in-process.
  */
