@@ -96,9 +96,9 @@ export function nativeAddon(): NativeAddon | undefined {
     } else {
       const n = computeThreads(); // a bad IRLENS_THREADS is the user's error, not a reason to fall back
       try {
-        // Idle kernel threads spin a bounded while (100k spins, well under a millisecond) before they sleep: the
-        // next kernel usually starts within that gap, and waking a sleeping thread costs more than the short
-        // kernels between the products (OMP_WAIT_POLICY=PASSIVE: 2-thread Restormer training step 1243-1288 ms,
+        // Idle kernel threads spin a bounded while (100k pause loops, of the order of a millisecond) before they
+        // sleep: the next kernel usually starts within that gap, and waking a sleeping thread costs more than the
+        // short kernels between the products (OMP_WAIT_POLICY=PASSIVE: 2-thread Restormer training step 1243-1288 ms,
         // this: 1073-1093 ms, interleaved runs). libgomp's default spins 3x longer, which takes a shared core
         // from other processes for longer. Read once, when libgomp loads; either variable set by the user wins.
         if (process.env.OMP_WAIT_POLICY === undefined && process.env.GOMP_SPINCOUNT === undefined) process.env.GOMP_SPINCOUNT = '100000';
