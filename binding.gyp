@@ -5,7 +5,7 @@
   "targets": [
     {
       "target_name": "irlens_native",
-      "sources": ["native/irlens_native.cc"],
+      "sources": ["native/irlens_native.cc", "native/winograd.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "/usr/include/openblas"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
       "cflags!": ["-fno-exceptions"],

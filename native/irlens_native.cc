@@ -16,12 +16,16 @@
 // depthwise convs, which stay NHWC; the small weights are reordered on every call (they change between training
 // steps). Primitives are cached per shape and thread count.
 //
+// 3x3 stride-1 'same' convs with wide channels, and their input gradients, run as Winograd F(2x2, 3x3) instead
+// (native/winograd.cc: 0.55-0.7 of the direct conv's time on MPRNet's and SwinIR's shapes).
+//
 // Threads and determinism: OpenBLAS runs single-threaded inside each of our threads, and work is split into
 // a fixed number of contiguous parts (output rows, or whole batch items) that depends only on the shape and
 // the thread count. No output element is summed by two threads, so the same inputs and thread count give
 // bit-identical results.
 #include <napi.h>
 #include <cblas.h>
+#include "winograd.h"
 #include <omp.h>
 #ifdef IRLENS_HAVE_DNNL
 #include <dnnl.hpp>
@@ -44,6 +48,7 @@ namespace {
 // single-threaded worker per core), read only outside parallel regions.
 thread_local int g_threads = 1;
 bool g_dnnl = true;  // IRLENS_ONEDNN=0 at load time keeps every conv on im2col (for A/B measurements)
+bool g_winograd = true;  // IRLENS_WINOGRAD=0 at load time keeps the 3x3 convs on the direct kernels (A/B)
 
 enum Activation { kLinear = 0, kRelu = 1, kRelu6 = 2, kLeakyRelu = 3, kPrelu = 4, kSigmoid = 5, kElu = 6 };
 
@@ -244,6 +249,15 @@ ConvShape convShape(const Args& a, size_t k) {
   for (size_t i = 0; i < 15; i++) *f[i] = a.i64(k + i);
   return s;
 }
+
+// A 3x3, stride-1, undilated conv padded by 1 on every side with channel counts where Winograd F(2x2, 3x3)
+// beats the direct kernels (native/winograd.cc): the bulk of MPRNet, and SwinIR's and EDT's body convs.
+bool winogradConv(const ConvShape& s) {
+  return g_winograd && s.kh == 3 && s.kw == 3 && s.sh == 1 && s.sw == 1 && s.dh == 1 && s.dw == 1 && s.top == 1 &&
+         s.left == 1 && s.oh == s.h && s.ow == s.w && s.n * s.h * s.w > 0 && irlens::winogradPays(s.ci, s.co);
+}
+
+void pixelEpilogue(const void* ctx, float* pixel, int64_t channels) { static_cast<const Epilogue*>(ctx)->apply(pixel, 1, channels); }
 
 // Rows [r0, r1) of the im2col matrix (row = output pixel, columns = kh*kw*ci taps, zeros outside the input).
 void im2col(const float* x, const ConvShape& s, int64_t r0, int64_t r1, float* out) {
@@ -538,6 +552,12 @@ Napi::Value ConvBackward(const Napi::CallbackInfo& info) {
   const float* in0 = a.f32(0, kind == kBackwardData ? dyCount : xCount);
   const float* in1 = a.f32(1, kind == kBackwardData ? fCount : dyCount);
   float* out = a.f32(2, kind == kBackwardData ? xCount : fCount);
+  if (kind == kBackwardData && !depthwise && winogradConv(s)) {
+    // dx is the 3x3 'same' conv of dy with the filter flipped and transposed.
+    const int threads = threadsFor(2.0 * xCount * s.co * 9);
+    irlens::winograd3x3(in0, in1, out, s.n, s.h, s.w, s.co, s.ci, true, threads, g_dnnl, nullptr, nullptr);
+    return Napi::Boolean::New(info.Env(), true);
+  }
 #ifdef IRLENS_HAVE_DNNL
   if (g_dnnl && xCount > 0 && dyCount > 0 && fCount > 0) {
     const double flops = 2.0 * s.n * s.oh * s.ow * outC * s.kh * s.kw * (depthwise ? 1 : s.ci);
@@ -564,6 +584,10 @@ Napi::Value Conv2D(const Napi::CallbackInfo& info) {
   const bool direct = s.kh == 1 && s.kw == 1 && s.sh == 1 && s.sw == 1 && s.top == 0 && s.left == 0 &&
                       s.oh == s.h && s.ow == s.w;  // a 1x1 conv is a plain product with x as A
   const int threads = static_cast<int>(std::min<int64_t>(threadsFor(2.0 * rows * kdim * s.co), std::max<int64_t>(rows, 1)));
+  if (winogradConv(s)) {
+    irlens::winograd3x3(x, f, y, s.n, s.h, s.w, s.ci, s.co, false, threads, g_dnnl, ep.active() ? pixelEpilogue : nullptr, &ep);
+    return info.Env().Undefined();
+  }
 #ifdef IRLENS_HAVE_DNNL
   // KxK kernels (the gradient compositions' image-sized "filters" stay on im2col, which suits them).
   if (g_dnnl && !direct && kdim > 0 && s.kh * s.kw > 1 && s.kh <= 11 && s.kw <= 11 && dnnlConv(s, false, x, f, y, threads)) {
@@ -1561,6 +1585,8 @@ Napi::Value Describe(const Napi::CallbackInfo& info) {
   o.Set("library", std::string(openblas_get_config()));
   o.Set("core", std::string(openblas_get_corename()));
   o.Set("maxThreads", omp_get_num_procs());
+  o.Set("winograd", g_winograd);
+  o.Set("winogradCalls", static_cast<double>(irlens::winogradCalls()));
 #ifdef IRLENS_HAVE_DNNL
   const dnnl_version_t* v = dnnl_version();
   if (g_dnnl) o.Set("conv", "oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch));
@@ -1573,6 +1599,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   g_threads = std::max(1, omp_get_num_procs());
   const char* dnnlFlag = std::getenv("IRLENS_ONEDNN");
   g_dnnl = dnnlFlag == nullptr || std::string(dnnlFlag) != "0";
+  const char* winogradFlag = std::getenv("IRLENS_WINOGRAD");
+  g_winograd = winogradFlag == nullptr || std::string(winogradFlag) != "0";
 #ifdef IRLENS_HAVE_DNNL
   const char* blockedFlag = std::getenv("IRLENS_ONEDNN_BLOCKED");
   g_dnnlBlocked = blockedFlag == nullptr || std::string(blockedFlag) != "0";

@@ -4,7 +4,8 @@
  * backend over fixed grids and random shapes (fast-check, fixed seed): MatMul with batch broadcasting and
  * transposes, _FusedMatMul, Conv2D / FusedConv2D (strides, dilations, same/valid/explicit pads, rounding
  * modes, bias and every fused activation), depthwise convs with channel multipliers, their input and filter
- * gradients (oneDNN backward primitives when the addon has oneDNN), and gradients through them.
+ * gradients (oneDNN backward primitives when the addon has oneDNN; Winograd F(2x2, 3x3) for wide 3x3 'same'
+ * convs and their input gradients), and gradients through them.
  *
  * Tolerance: max |got - cpu| <= 1e-4 * max(1, max |cpu|), as test/engine/wasm-kernels.test.ts (float32 sums in
  * a different order). Determinism: the same inputs and thread count give bit-identical outputs.
@@ -17,6 +18,7 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../../src/engine/backend';
 import { computePath, setComputeThreads, computeThreads } from '../../src/engine/compute';
 import { nativeKernelCalls, NATIVE_KERNELS } from '../../src/engine/native/kernels';
+import { nativeAddon } from '../../src/engine/native/addon';
 import { GATED_GELU_GRAD_KERNEL, GATED_GELU_KERNEL, gatedGelu, gelu, GELU_GRAD_KERNEL, GELU_KERNEL } from '../../src/engine/wasm/gelu';
 import { adamStep, ADAM_STEP_KERNEL } from '../../src/engine/wasm/adam-step';
 import { attentionProbs, fusedPackedWindowAttention, fusedWindowAttention, WINDOW_ATTENTION_KERNEL } from '../../src/engine/wasm/window-attention';
@@ -129,6 +131,15 @@ async function checkConv(c: ConvCase, depthwise: boolean, fused?: { activation: 
   await compare(inputs, convOp(c, depthwise, fused), `${depthwise ? 'depthwise' : 'conv2d'} ${label(c)} ${JSON.stringify(fused ?? {})}`);
 }
 
+/** The input and filter gradients of conv(x, f), as d/dx and d/df of sum(conv(x, f) * r) with a random r = dy. */
+async function checkConvGradients(c: ConvCase, depthwise: boolean): Promise<void> {
+  const info = tf.backend_util.computeConv2DInfo([c.n, c.h, c.w, c.ci], [c.kh, c.kw, c.ci, c.co], c.strides, c.dilations, c.pad as 'same', c.rounding, depthwise);
+  const dy = host([info.batchSize, info.outHeight, info.outWidth, info.outChannels]);
+  const op = convOp(c, depthwise);
+  const f = (x: tf.Tensor, w: tf.Tensor, r: tf.Tensor) => tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(op(a, b) as tf.Tensor, r)))([x, w]);
+  await compare([host([c.n, c.h, c.w, c.ci]), host([c.kh, c.kw, c.ci, c.co]), dy], f, `${depthwise ? 'depthwise' : 'conv2d'} gradients ${label(c)}`);
+}
+
 const CONV_GRID: ConvCase[] = [
   { n: 1, h: 8, w: 8, ci: 3, co: 4, kh: 3, kw: 3, strides: [1, 1], dilations: [1, 1], pad: 'same' },
   { n: 2, h: 9, w: 7, ci: 5, co: 6, kh: 3, kw: 3, strides: [1, 1], dilations: [1, 1], pad: 'valid' },
@@ -152,6 +163,20 @@ const CONV_GRID: ConvCase[] = [
   { n: 1, h: 33, w: 31, ci: 40, co: 24, kh: 5, kw: 5, strides: [2, 2], dilations: [1, 1], pad: 'valid' },
   { n: 1, h: 30, w: 28, ci: 33, co: 20, kh: 3, kw: 3, strides: [1, 1], dilations: [2, 2], pad: [[0, 0], [0, 3], [2, 1], [0, 0]] },
 ];
+
+// 3x3 stride-1 'same' convs wide enough for the native Winograd F(2x2, 3x3) path (native/winograd.cc): even and
+// odd image sides (partial 2x2 tiles), batches, one pixel, explicit pads equal to 'same', two blocks of 128 tiles,
+// and SwinIR's channel count. WINOGRAD_BLOCKS: three blocks, so 1, 2 and 3 threads split the work differently.
+const WINOGRAD_3X3 = (n: number, h: number, w: number, ci: number, co: number, pad: Pad = 'same'): ConvCase => ({ n, h, w, ci, co, kh: 3, kw: 3, strides: [1, 1], dilations: [1, 1], pad });
+const WINOGRAD_GRID: ConvCase[] = [
+  WINOGRAD_3X3(1, 12, 10, 64, 128),
+  WINOGRAD_3X3(2, 7, 9, 96, 80),
+  WINOGRAD_3X3(1, 1, 1, 128, 64),
+  WINOGRAD_3X3(3, 2, 5, 72, 120, 1),
+  WINOGRAD_3X3(1, 26, 21, 64, 128, [[0, 0], [1, 1], [1, 1], [0, 0]]),
+  WINOGRAD_3X3(1, 5, 7, 180, 180),
+];
+const WINOGRAD_BLOCKS = WINOGRAD_3X3(5, 16, 15, 64, 128);
 
 const DEPTHWISE_GRID: ConvCase[] = [
   { n: 1, h: 8, w: 8, ci: 4, co: 1, kh: 3, kw: 3, strides: [1, 1], dilations: [1, 1], pad: 'same' },
@@ -391,17 +416,9 @@ describe(`heavy-op kernels on the wasm backend (${NATIVE_EXPECTED ? 'native' : '
 
   it('conv and depthwise input/filter gradients over the grids (oneDNN backward when built)', async () => {
     const before = nativeKernelCalls();
-    const gradCase = async (c: ConvCase, depthwise: boolean) => {
-      const info = tf.backend_util.computeConv2DInfo([c.n, c.h, c.w, c.ci], [c.kh, c.kw, c.ci, c.co], c.strides, c.dilations, c.pad as 'same', c.rounding, depthwise);
-      const dy = host([info.batchSize, info.outHeight, info.outWidth, info.outChannels]);
-      const op = convOp(c, depthwise);
-      // d/dx and d/df of sum(conv(x, f) * r): the kernels' input and filter gradients with dy = r.
-      const f = (x: tf.Tensor, w: tf.Tensor, r: tf.Tensor) => tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(op(a, b) as tf.Tensor, r)))([x, w]);
-      await compare([host([c.n, c.h, c.w, c.ci]), host([c.kh, c.kw, c.ci, c.co]), dy], f, `${depthwise ? 'depthwise' : 'conv2d'} gradients ${label(c)}`);
-    };
     // tfjs's Conv2D gradients need dilation 1.
-    for (const c of CONV_GRID) if (c.dilations[0] === 1 && c.dilations[1] === 1) await gradCase(c, false);
-    for (const c of DEPTHWISE_GRID) await gradCase(c, true);
+    for (const c of CONV_GRID) if (c.dilations[0] === 1 && c.dilations[1] === 1) await checkConvGradients(c, false);
+    for (const c of DEPTHWISE_GRID) await checkConvGradients(c, true);
     const after = nativeKernelCalls();
     const grads = ['Conv2DBackpropInput', 'Conv2DBackpropFilter', 'DepthwiseConv2dNativeBackpropInput', 'DepthwiseConv2dNativeBackpropFilter'] as const;
     const withOneDnn = NATIVE_EXPECTED && computePath().description.includes('oneDNN');
@@ -409,6 +426,36 @@ describe(`heavy-op kernels on the wasm backend (${NATIVE_EXPECTED ? 'native' : '
       const native = after[g].native - before[g].native;
       if (withOneDnn) expect(native, `${g} computed on oneDNN`).toBeGreaterThan(0);
       else expect(native, `${g}: no oneDNN, so the composition runs`).toBe(0);
+    }
+  });
+
+  it('wide 3x3 convs, fused epilogues and their gradients (Winograd F(2x2, 3x3) when native) match cpu, with the same bits on 1, 2 and 3 threads', async () => {
+    const addon = nativeAddon();
+    const winograd = NATIVE_EXPECTED && addon !== undefined && addon.describe().winograd;
+    const before = addon?.describe().winogradCalls ?? 0;
+    for (const c of WINOGRAD_GRID) {
+      await checkConv(c, false);
+      await checkConvGradients(c, false);
+    }
+    for (const activation of ['prelu', 'relu', 'leakyrelu'] as const) await checkConv(WINOGRAD_GRID[1], false, { activation, bias: true });
+    await checkConv(WINOGRAD_GRID[4], false, { activation: 'linear', bias: true });
+    // Each case's forward and input gradient, and the four fused ones, took the Winograd path.
+    if (winograd) expect((addon?.describe().winogradCalls ?? 0) - before).toBeGreaterThanOrEqual(2 * WINOGRAD_GRID.length + 4);
+    else expect((addon?.describe().winogradCalls ?? 0) - before).toBe(0);
+    await checkConv(WINOGRAD_BLOCKS, false);
+    const saved = computeThreads();
+    try {
+      const c = WINOGRAD_BLOCKS;
+      const inputs = [host([c.n, c.h, c.w, c.ci]), host([3, 3, c.ci, c.co]), host([c.n, c.h, c.w, c.co])];
+      const f = (x: tf.Tensor, w: tf.Tensor, r: tf.Tensor) => [tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 1, 'same'), tf.grad((a: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(a as tf.Tensor4D, w as tf.Tensor4D, 1, 'same'), r)))(x)];
+      const results: Awaited<ReturnType<typeof run>>[] = [];
+      for (const threads of [1, 2, 3]) {
+        setComputeThreads(threads);
+        results.push(await run('wasm', inputs, f));
+      }
+      for (const r of results) r.forEach((o, i) => expect(Buffer.from(o.values.buffer).equals(Buffer.from(results[0][i].values.buffer)), `output ${i}: same bits on 1, 2, 3 threads`).toBe(true));
+    } finally {
+      setComputeThreads(saved);
     }
   });
 

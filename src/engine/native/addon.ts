@@ -38,8 +38,12 @@ export interface NativeAddon {
   prelu(heap: ArrayBuffer, params: Float64Array): void;
   preluGrad(heap: ArrayBuffer, params: Float64Array): void;
   setThreads(n: number): void;
-  /** conv: the library of the KxK convolutions when it is not OpenBLAS im2col (oneDNN, when built with it). */
-  describe(): { threads: number; library: string; core: string; maxThreads: number; conv?: string };
+  /**
+   * conv: the library of the KxK convolutions when it is not OpenBLAS im2col (oneDNN, when built with it);
+   * winograd: whether wide 3x3 stride-1 'same' convs and their input gradients run as Winograd F(2x2, 3x3)
+   * (IRLENS_WINOGRAD=0 turns it off); winogradCalls: how many convs did since load.
+   */
+  describe(): { threads: number; library: string; core: string; maxThreads: number; conv?: string; winograd: boolean; winogradCalls: number };
 }
 
 export type ComputeKind = 'native-openblas' | 'wasm' | 'cpu' | 'tfjs-node' | 'tfjs-node-gpu';
@@ -124,9 +128,9 @@ export function nativeUnavailableReason(): string {
  * The addon's library, e.g. 'OpenBLAS 0.3.21 (Cooperlake kernels)', or undefined without the addon. OpenBLAS
  * picks its kernels for the CPU at load time unless OPENBLAS_CORETYPE says otherwise (measured here, 4096x180x540
  * sgemm on one thread: AVX-512 Cooperlake/SkylakeX ~190 GFLOP/s, AVX2 Haswell ~105), so reports name them, and
- * oneDNN when the addon was built with it for the KxK convolutions.
+ * oneDNN when the addon was built with it for the KxK convolutions, and the Winograd 3x3 convs when they are on.
  */
 export function nativeLibrary(): string | undefined {
   const d = nativeAddon()?.describe();
-  return d && `${d.library.split(' ').slice(0, 2).join(' ')} (${d.core} kernels)${d.conv ? `, ${d.conv} KxK convs` : ''}`;
+  return d && `${d.library.split(' ').slice(0, 2).join(' ')} (${d.core} kernels)${d.conv ? `, ${d.conv} KxK convs` : ''}${d.winograd ? ', Winograd 3x3' : ''}`;
 }
