@@ -254,7 +254,7 @@ ConvShape convShape(const Args& a, size_t k) {
 // beats the direct kernels (native/winograd.cc): the bulk of MPRNet, and SwinIR's and EDT's body convs.
 bool winogradConv(const ConvShape& s) {
   return g_winograd && s.kh == 3 && s.kw == 3 && s.sh == 1 && s.sw == 1 && s.dh == 1 && s.dw == 1 && s.top == 1 &&
-         s.left == 1 && s.oh == s.h && s.ow == s.w && s.n * s.h * s.w > 0 && irlens::winogradPays(s.ci, s.co);
+         s.left == 1 && s.oh == s.h && s.ow == s.w && irlens::winogradPays(s.n, s.h, s.w, s.ci, s.co);
 }
 
 void pixelEpilogue(const void* ctx, float* pixel, int64_t channels) { static_cast<const Epilogue*>(ctx)->apply(pixel, 1, channels); }

@@ -226,8 +226,11 @@ TapProduct& tapProduct(int64_t rows, int64_t ci, int64_t co) {
 }  // namespace
 
 // Measured against oneDNN's direct conv on one thread: 64x64 channels 0.92-1.04 of its time, 48x48 1.05,
-// 64x256 0.73, 96x96 and up 0.55-0.70.
-bool winogradPays(int64_t ci, int64_t co) { return std::min(ci, co) >= 64 && ci * co >= 8192; }
+// 64x256 0.73, 96x96 and up 0.55-0.70 on large images; with 64 tiles (16x16) 0.76, with 16-32 tiles 2.9-3.7
+// (the filter transform, 16/9 of the weights, is then most of the work).
+bool winogradPays(int64_t n, int64_t h, int64_t w, int64_t ci, int64_t co) {
+  return std::min(ci, co) >= 64 && ci * co >= 8192 && n * ((h + 1) / 2) * ((w + 1) / 2) >= 64;
+}
 
 int64_t winogradCalls() { return g_calls.load(); }
 
@@ -236,14 +239,19 @@ void winograd3x3(const float* x, const float* f, float* y, int64_t n, int64_t h,
   g_calls++;
   const Geometry g{n, h, w, ci, co, (h + 1) / 2, (w + 1) / 2};
   const int64_t tiles = n * g.tilesY * g.tilesX, rows = kTilesPerBlock, blocks = (tiles + rows - 1) / rows;
-  std::vector<float> U(static_cast<size_t>(kTaps * ci * co));
+  // Kept between calls, so a conv does not page-fault a fresh filter buffer.
+  thread_local std::vector<float> U;
+  if (U.size() < static_cast<size_t>(kTaps * ci * co)) U.resize(static_cast<size_t>(kTaps * ci * co));
   transformFilter(f, ci, co, inputGradient, U.data());
   const std::vector<float> zeros(static_cast<size_t>(ci), 0.f);
 #ifdef IRLENS_HAVE_DNNL
-  TapProduct* product = oneDnn ? &tapProduct(rows, ci, co) : nullptr;
-  if (product != nullptr) product->pack(U.data(), ci, co);
-#else
-  (void)oneDnn;
+  // Full blocks and the last, shorter one (its own primitive: padding it to a full block cost up to 8x the
+  // multiplies on MPRNet's 8x8 encoder level).
+  const int64_t tailRows = tiles % rows;
+  TapProduct* product = oneDnn && tiles >= rows ? &tapProduct(rows, ci, co) : nullptr;
+  TapProduct* tailProduct = oneDnn && tailRows > 0 ? &tapProduct(tailRows, ci, co) : nullptr;
+  for (TapProduct* p : {product, tailProduct})
+    if (p != nullptr) p->pack(U.data(), ci, co);
 #endif
   const int parts = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, blocks)));
 #pragma omp parallel num_threads(parts) if (parts > 1)
@@ -258,10 +266,8 @@ void winograd3x3(const float* x, const float* f, float* y, int64_t n, int64_t h,
     for (int64_t blk = b0; blk < b1; blk++) {
       const int64_t t0 = blk * rows, count = std::min(rows, tiles - t0);
       transformInput(x, g, t0, count, zeros.data(), V);
-      // The last block's unused rows are zero: the product runs on full blocks, their results are not read.
-      if (count < rows) std::fill(V + count * kTaps * ci, V + rows * kTaps * ci, 0.f);
 #ifdef IRLENS_HAVE_DNNL
-      if (product != nullptr) product->run(V, M);
+      if (oneDnn) (count == rows ? product : tailProduct)->run(V, M);
       else
 #endif
         for (int e = 0; e < kTaps; e++)

@@ -8,8 +8,9 @@ namespace irlens {
 // Applied to each output pixel's `channels` values right after they are written (bias, activation).
 using PixelEpilogue = void (*)(const void* ctx, float* pixel, int64_t channels);
 
-// Whether the Winograd conv pays for these channel counts (below it the tile GEMMs are too thin).
-bool winogradPays(int64_t ci, int64_t co);
+// Whether the Winograd conv pays for this image batch and these channel counts (below it the tile GEMMs are too
+// thin, or too few tiles share the filter transform).
+bool winogradPays(int64_t n, int64_t h, int64_t w, int64_t ci, int64_t co);
 
 // y[n, h, w, co] = the 3x3 conv of NHWC x[n, h, w, ci], stride 1, dilation 1, zero padding 1 on every side.
 // f is HWIO [3, 3, ci, co]; with `inputGradient` it is instead the filter [3, 3, co, ci] of the forward conv whose
