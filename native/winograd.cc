@@ -40,12 +40,22 @@ std::atomic<int64_t> g_calls{0};
 // on the thread count.
 constexpr int64_t kTilesPerBlock = 128;
 
-// One thread's growing buffer (V, M or oneDNN scratchpad), kept between calls so blocks do not page-fault.
+// A growing buffer whose data starts on a 64-byte boundary. oneDNN's GEMMs can round differently with the
+// alignment of their operands (its sgemm did on the heap's tensors: a hooked run came out 1e-7 off the plain
+// one), so every buffer they read or write is aligned the same way on every call.
+struct AlignedBuffer {
+  std::vector<float> storage;
+  float* get(size_t floats) {
+    if (storage.size() < floats + 16) storage.assign(floats + 16, 0.f);
+    const uintptr_t p = reinterpret_cast<uintptr_t>(storage.data());
+    return reinterpret_cast<float*>((p + 63) & ~static_cast<uintptr_t>(63));
+  }
+};
+
+// One thread's buffer (V, M or oneDNN scratchpad), kept between calls so blocks do not page-fault.
 float* threadBuffer(int role, size_t floats) {
-  thread_local std::vector<float> buffers[3];
-  std::vector<float>& b = buffers[role];
-  if (b.size() < floats) b.resize(floats);
-  return b.data();
+  thread_local AlignedBuffer buffers[3];
+  return buffers[role].get(floats);
 }
 
 // U[e][c][k] = (G g G^T)[e] for each input channel c and output channel k, G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1].
@@ -240,9 +250,9 @@ void winograd3x3(const float* x, const float* f, float* y, int64_t n, int64_t h,
   const Geometry g{n, h, w, ci, co, (h + 1) / 2, (w + 1) / 2};
   const int64_t tiles = n * g.tilesY * g.tilesX, rows = kTilesPerBlock, blocks = (tiles + rows - 1) / rows;
   // Kept between calls, so a conv does not page-fault a fresh filter buffer.
-  thread_local std::vector<float> U;
-  if (U.size() < static_cast<size_t>(kTaps * ci * co)) U.resize(static_cast<size_t>(kTaps * ci * co));
-  transformFilter(f, ci, co, inputGradient, U.data());
+  thread_local AlignedBuffer filterBuffer;
+  float* U = filterBuffer.get(static_cast<size_t>(kTaps * ci * co));
+  transformFilter(f, ci, co, inputGradient, U);
   const std::vector<float> zeros(static_cast<size_t>(ci), 0.f);
 #ifdef IRLENS_HAVE_DNNL
   // Full blocks and the last, shorter one (its own primitive: padding it to a full block cost up to 8x the
@@ -251,7 +261,7 @@ void winograd3x3(const float* x, const float* f, float* y, int64_t n, int64_t h,
   TapProduct* product = oneDnn && tiles >= rows ? &tapProduct(rows, ci, co) : nullptr;
   TapProduct* tailProduct = oneDnn && tailRows > 0 ? &tapProduct(tailRows, ci, co) : nullptr;
   for (TapProduct* p : {product, tailProduct})
-    if (p != nullptr) p->pack(U.data(), ci, co);
+    if (p != nullptr) p->pack(U, ci, co);
 #endif
   const int parts = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, blocks)));
 #pragma omp parallel num_threads(parts) if (parts > 1)
@@ -272,7 +282,7 @@ void winograd3x3(const float* x, const float* f, float* y, int64_t n, int64_t h,
 #endif
         for (int e = 0; e < kTaps; e++)
           cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(count), static_cast<int>(co), static_cast<int>(ci), 1.f,
-                      V + e * ci, static_cast<int>(kTaps * ci), U.data() + e * ci * co, static_cast<int>(co), 0.f, M + e * co,
+                      V + e * ci, static_cast<int>(kTaps * ci), U + e * ci * co, static_cast<int>(co), 0.f, M + e * co,
                       static_cast<int>(kTaps * co));
       transformOutput(M, g, t0, count, y, epilogue, epilogueCtx);
     }
