@@ -40,9 +40,8 @@ std::atomic<int64_t> g_calls{0};
 // on the thread count.
 constexpr int64_t kTilesPerBlock = 128;
 
-// A growing buffer whose data starts on a 64-byte boundary. oneDNN's GEMMs can round differently with the
-// alignment of their operands (its sgemm did on the heap's tensors: a hooked run came out 1e-7 off the plain
-// one), so every buffer they read or write is aligned the same way on every call.
+// A growing buffer whose data starts on a 64-byte boundary (whole cache lines and AVX-512 vectors for the
+// transforms and the tap products, the same on every call).
 struct AlignedBuffer {
   std::vector<float> storage;
   float* get(size_t floats) {

@@ -39,7 +39,8 @@ export interface NativeAddon {
   preluGrad(heap: ArrayBuffer, params: Float64Array): void;
   setThreads(n: number): void;
   /**
-   * conv: the library of the KxK convolutions when it is not OpenBLAS im2col (oneDNN, when built with it);
+   * conv: oneDNN, when the addon was built with it and IRLENS_ONEDNN is not 0 (then it runs every GEMM and the
+   * KxK convolutions; else OpenBLAS and im2col do);
    * winograd: whether wide 3x3 stride-1 'same' convs and their input gradients run as Winograd F(2x2, 3x3)
    * (IRLENS_WINOGRAD=0 turns it off); winogradCalls: how many convs did since load.
    */
@@ -128,9 +129,10 @@ export function nativeUnavailableReason(): string {
  * The addon's library, e.g. 'OpenBLAS 0.3.21 (Cooperlake kernels)', or undefined without the addon. OpenBLAS
  * picks its kernels for the CPU at load time unless OPENBLAS_CORETYPE says otherwise (measured here, 4096x180x540
  * sgemm on one thread: AVX-512 Cooperlake/SkylakeX ~190 GFLOP/s, AVX2 Haswell ~105), so reports name them, and
- * oneDNN when the addon was built with it for the KxK convolutions, and the Winograd 3x3 convs when they are on.
+ * oneDNN when the addon was built with it (its sgemm then runs the GEMMs, and its convs the KxK convolutions), and
+ * the Winograd 3x3 convs when they are on.
  */
 export function nativeLibrary(): string | undefined {
   const d = nativeAddon()?.describe();
-  return d && `${d.library.split(' ').slice(0, 2).join(' ')} (${d.core} kernels)${d.conv ? `, ${d.conv} KxK convs` : ''}${d.winograd ? ', Winograd 3x3' : ''}`;
+  return d && `${d.library.split(' ').slice(0, 2).join(' ')} (${d.core} kernels)${d.conv ? `, ${d.conv} GEMMs and KxK convs` : ''}${d.winograd ? ', Winograd 3x3' : ''}`;
 }
