@@ -17,7 +17,7 @@
 // depthwise convs, which stay NHWC; the small weights are reordered on every call (they change between training
 // steps). Primitives are cached per shape and thread count.
 //
-// 3x3 stride-1 'same' convs with wide channels, and their input gradients, run as Winograd F(2x2, 3x3) instead
+// 3x3 stride-1 'same' convs with wide channels, and their input and filter gradients, run as Winograd F(2x2, 3x3) instead
 // (native/winograd.cc: 0.55-0.7 of the direct conv's time on MPRNet's and SwinIR's shapes).
 //
 // Threads and determinism: the GEMM library runs single-threaded inside each of our threads, and work is split into
@@ -570,10 +570,11 @@ Napi::Value ConvBackward(const Napi::CallbackInfo& info) {
   const float* in0 = a.f32(0, kind == kBackwardData ? dyCount : xCount);
   const float* in1 = a.f32(1, kind == kBackwardData ? fCount : dyCount);
   float* out = a.f32(2, kind == kBackwardData ? xCount : fCount);
-  if (kind == kBackwardData && !depthwise && winogradConv(s)) {
-    // dx is the 3x3 'same' conv of dy with the filter flipped and transposed.
+  if (!depthwise && winogradConv(s)) {
     const int threads = threadsFor(2.0 * xCount * s.co * 9);
-    irlens::winograd3x3(in0, in1, out, s.n, s.h, s.w, s.co, s.ci, true, threads, g_dnnl, nullptr, nullptr);
+    // dx is the 3x3 'same' conv of dy with the filter flipped and transposed; dW sums the tap products.
+    if (kind == kBackwardData) irlens::winograd3x3(in0, in1, out, s.n, s.h, s.w, s.co, s.ci, true, threads, g_dnnl, nullptr, nullptr);
+    else irlens::winograd3x3FilterGradient(in0, in1, out, s.n, s.h, s.w, s.ci, s.co, threads, g_dnnl);
     return Napi::Boolean::New(info.Env(), true);
   }
 #ifdef IRLENS_HAVE_DNNL

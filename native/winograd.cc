@@ -4,6 +4,8 @@
 //   M[e] = V[e] U[e]  16 GEMMs [tiles, ci] x [ci, co] (oneDNN's matmul when built with it, else OpenBLAS: its
 //                     sgemm runs these short products at ~76 GFLOP/s here, oneDNN's at ~107)
 //   y    = A^T M A    per tile: its 2x2 outputs from the 16 products, for every output channel
+// The input gradient is the same conv with the filter flipped and transposed; the filter gradient is its adjoint:
+// dU[e] = sum over tiles of V[e]^T (A dy A^T)[e], dg = G^T dU G.
 // 16 multiplies per 4 outputs instead of 36: on the full-resolution MPRNet conv [1,128,128,128] x [3,3,128,128]
 // 28 ms against oneDNN's direct brgconv 45 ms (one thread here; PyTorch runs the direct one). No library does it
 // for us: oneDNN 2.6's own Winograd is F(4x4, 3x3), slower here (65.9 ms) and 2.5e-5 off; Debian's XNNPACK has no
@@ -165,6 +167,52 @@ void transformOutput(const float* M, const Geometry& g, int64_t t0, int64_t coun
   }
 }
 
+// Z[b][e][k] = (A dy A^T)[e] of each tile's 2x2 output gradient (zero past an odd image edge), A = A^T's
+// transpose [1 0; 1 1; 1 -1; 0 -1]: the gradient of y = A^T M A with respect to M.
+void transformOutputGradient(const float* dy, const Geometry& g, int64_t t0, int64_t count, float* Z) {
+  const int64_t co = g.co;
+  for (int64_t b = 0; b < count; b++) {
+    const int64_t t = t0 + b, img = t / (g.tilesY * g.tilesX), r = t % (g.tilesY * g.tilesX);
+    const int64_t ty = r / g.tilesX, tx = r % g.tilesX;
+    const bool bottom = 2 * ty + 1 < g.h, right = 2 * tx + 1 < g.w;
+    const float* d00 = dy + ((img * g.h + 2 * ty) * g.w + 2 * tx) * co;
+    const float* d01 = right ? d00 + co : nullptr;
+    const float* d10 = bottom ? d00 + g.w * co : nullptr;
+    const float* d11 = bottom && right ? d00 + (g.w + 1) * co : nullptr;
+    float* __restrict z = Z + b * kTaps * co;
+    for (int64_t k = 0; k < co; k++) {
+      const float y00 = d00[k], y01 = d01 ? d01[k] : 0.f, y10 = d10 ? d10[k] : 0.f, y11 = d11 ? d11[k] : 0.f;
+      const float r0[4] = {y00, y00 + y01, y00 - y01, -y01};
+      const float r1[4] = {y10, y10 + y11, y10 - y11, -y11};
+      for (int j = 0; j < 4; j++) {
+        z[(0 * 4 + j) * co + k] = r0[j];
+        z[(1 * 4 + j) * co + k] = r0[j] + r1[j];
+        z[(2 * 4 + j) * co + k] = r0[j] - r1[j];
+        z[(3 * 4 + j) * co + k] = -r1[j];
+      }
+    }
+  }
+}
+
+// dW[i][j][c][k] = (G^T P G)[i][j] from the tap sums P[e][c][k]: the gradient of U = G g G^T with respect to g.
+void transformFilterGradient(const float* P, int64_t ci, int64_t co, float* dW) {
+  const int64_t ck = ci * co;
+  for (int64_t idx = 0; idx < ck; idx++) {
+    float t[3][4];
+    for (int j = 0; j < 4; j++) {
+      const float p0 = P[(0 * 4 + j) * ck + idx], p1 = P[(1 * 4 + j) * ck + idx], p2 = P[(2 * 4 + j) * ck + idx], p3 = P[(3 * 4 + j) * ck + idx];
+      t[0][j] = p0 + 0.5f * (p1 + p2);
+      t[1][j] = 0.5f * (p1 - p2);
+      t[2][j] = 0.5f * (p1 + p2) + p3;
+    }
+    for (int i = 0; i < 3; i++) {
+      dW[(i * 3 + 0) * ck + idx] = t[i][0] + 0.5f * (t[i][1] + t[i][2]);
+      dW[(i * 3 + 1) * ck + idx] = 0.5f * (t[i][1] - t[i][2]);
+      dW[(i * 3 + 2) * ck + idx] = 0.5f * (t[i][1] + t[i][2]) + t[i][3];
+    }
+  }
+}
+
 #ifdef IRLENS_HAVE_DNNL
 // The 16 tap GEMMs of one block as one batched oneDNN matmul, V [16][rows][ci] (row stride 16 ci) times the
 // filter U prepacked once per call in the primitive's layout. Created on the calling thread with one OpenMP
@@ -286,6 +334,54 @@ void winograd3x3(const float* x, const float* f, float* y, int64_t n, int64_t h,
       transformOutput(M, g, t0, count, y, epilogue, epilogueCtx);
     }
   }
+}
+
+
+void winograd3x3FilterGradient(const float* x, const float* dy, float* dW, int64_t n, int64_t h, int64_t w, int64_t ci, int64_t co,
+                               int threads, bool oneDnn) {
+  g_calls++;
+  const Geometry g{n, h, w, ci, co, (h + 1) / 2, (w + 1) / 2};
+  const int64_t tiles = n * g.tilesY * g.tilesX, rows = kTilesPerBlock, blocks = (tiles + rows - 1) / rows;
+  const int64_t tapFloats = kTaps * ci * co;
+  const int parts = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, blocks)));
+  // One tap-sum buffer per part, added in part order at the end.
+  thread_local AlignedBuffer sumBuffer;
+  float* sums = sumBuffer.get(static_cast<size_t>(parts * tapFloats));
+  const std::vector<float> zeros(static_cast<size_t>(ci), 0.f);
+#pragma omp parallel num_threads(parts) if (parts > 1)
+  {
+    omp_set_num_threads(1);
+    const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+    for (int part = t; part < parts; part += nt) {
+      const int64_t b0 = blocks * part / parts, b1 = blocks * (part + 1) / parts;
+      float* P = sums + part * tapFloats;
+      float* V = threadBuffer(0, static_cast<size_t>(rows * kTaps * ci));
+      float* Z = threadBuffer(1, static_cast<size_t>(rows * kTaps * co));
+      for (int64_t blk = b0; blk < b1; blk++) {
+        const int64_t t0 = blk * rows, count = std::min(rows, tiles - t0);
+        transformInput(x, g, t0, count, zeros.data(), V);
+        transformOutputGradient(dy, g, t0, count, Z);
+        // P[e] (+)= V[e]^T Z[e]: the first block of a part writes, the others add.
+        const float beta = blk == b0 ? 0.f : 1.f;
+        for (int e = 0; e < kTaps; e++) {
+#ifdef IRLENS_HAVE_DNNL
+          if (oneDnn) {
+            dnnl_sgemm('T', 'N', ci, co, count, 1.f, V + e * ci, kTaps * ci, Z + e * co, kTaps * co, beta, P + e * ci * co, co);
+            continue;
+          }
+#endif
+          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(ci), static_cast<int>(co), static_cast<int>(count), 1.f,
+                      V + e * ci, static_cast<int>(kTaps * ci), Z + e * co, static_cast<int>(kTaps * co), beta, P + e * ci * co,
+                      static_cast<int>(co));
+        }
+      }
+    }
+  }
+  for (int part = 1; part < parts; part++) {
+    const float* P = sums + part * tapFloats;
+    for (int64_t i = 0; i < tapFloats; i++) sums[i] += P[i];
+  }
+  transformFilterGradient(sums, ci, co, dW);
 }
 
 }  // namespace irlens

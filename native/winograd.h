@@ -1,5 +1,5 @@
-// Winograd F(2x2, 3x3) convolution for the 3x3, stride-1, 'same' convs that dominate MPRNet (and appear in every
-// family): see winograd.cc for why and how.
+// Winograd F(2x2, 3x3) convolution and its gradients for the 3x3, stride-1, 'same' convs that dominate MPRNet (and
+// appear in every family): see winograd.cc for why and how.
 #pragma once
 #include <cstdint>
 
@@ -21,7 +21,13 @@ bool winogradPays(int64_t n, int64_t h, int64_t w, int64_t ci, int64_t co);
 void winograd3x3(const float* x, const float* f, float* y, int64_t n, int64_t h, int64_t w, int64_t ci, int64_t co,
                  bool inputGradient, int threads, bool oneDnn, PixelEpilogue epilogue, const void* epilogueCtx);
 
-// Convolutions winograd3x3 has computed since the addon loaded (tests check that a shape took this path).
+// dW [3, 3, ci, co] of that conv from x [n, h, w, ci] and dy [n, h, w, co]: the tap products summed over the
+// tiles. Threads sum contiguous runs of blocks, added in thread order, so the bits depend on the thread count
+// (as oneDNN's weight gradients do) and on nothing else.
+void winograd3x3FilterGradient(const float* x, const float* dy, float* dW, int64_t n, int64_t h, int64_t w, int64_t ci, int64_t co,
+                               int threads, bool oneDnn);
+
+// Convolutions winograd3x3 and winograd3x3FilterGradient have computed since the addon loaded (tests check that a shape took this path).
 int64_t winogradCalls();
 
 }  // namespace irlens

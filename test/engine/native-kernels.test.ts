@@ -175,13 +175,48 @@ const CONV_GRID: ConvCase[] = [
 const WINOGRAD_3X3 = (n: number, h: number, w: number, ci: number, co: number, pad: Pad = 'same'): ConvCase => ({ n, h, w, ci, co, kh: 3, kw: 3, strides: [1, 1], dilations: [1, 1], pad });
 const WINOGRAD_GRID: ConvCase[] = [
   WINOGRAD_3X3(1, 18, 16, 64, 128),
-  WINOGRAD_3X3(2, 13, 11, 96, 80),
+  WINOGRAD_3X3(2, 13, 11, 96, 96),
   WINOGRAD_3X3(64, 1, 1, 128, 64),
   WINOGRAD_3X3(5, 5, 10, 72, 120, 1),
   WINOGRAD_3X3(1, 26, 21, 64, 128, [[0, 0], [1, 1], [1, 1], [0, 0]]),
   WINOGRAD_3X3(1, 15, 17, 180, 180),
 ];
 const WINOGRAD_BLOCKS = WINOGRAD_3X3(5, 16, 15, 64, 128);
+
+/**
+ * Conv2DBackpropFilter of a 3x3 stride-1 'same' conv on wasm against a float64 sum in plain JS (the cpu backend's
+ * filter gradient takes seconds at these channel counts): dW[i][j][c][k] = sum over b, y, x of
+ * x[b][y+i-1][x+j-1][c] dy[b][y][x][k].
+ */
+async function checkFilterGradient(c: ConvCase): Promise<void> {
+  await tf.setBackend('wasm');
+  const x = host([c.n, c.h, c.w, c.ci]);
+  const dy = host([c.n, c.h, c.w, c.co]);
+  const want = new Float64Array(9 * c.ci * c.co);
+  for (let b = 0; b < c.n; b++)
+    for (let y = 0; y < c.h; y++)
+      for (let xx = 0; xx < c.w; xx++) {
+        const d = ((b * c.h + y) * c.w + xx) * c.co;
+        for (let i = 0; i < 3; i++)
+          for (let j = 0; j < 3; j++) {
+            const iy = y + i - 1;
+            const ix = xx + j - 1;
+            if (iy < 0 || iy >= c.h || ix < 0 || ix >= c.w) continue;
+            const s = ((b * c.h + iy) * c.w + ix) * c.ci;
+            for (let ch = 0; ch < c.ci; ch++) {
+              const xv = x.values[s + ch];
+              const o = ((i * 3 + j) * c.ci + ch) * c.co;
+              for (let k = 0; k < c.co; k++) want[o + k] += xv * dy.values[d + k];
+            }
+          }
+      }
+  const before = tf.memory().numTensors;
+  const [xt, dyt] = [tf.tensor(x.values, x.shape), tf.tensor(dy.values, dy.shape)];
+  const dw = tf.engine().runKernel('Conv2DBackpropFilter', { x: xt, dy: dyt }, { filterShape: [3, 3, c.ci, c.co], strides: 1, pad: c.pad, dataFormat: 'NHWC', dilations: 1 }) as tf.Tensor;
+  expectClose({ values: dw.dataSync() as Float32Array, shape: dw.shape }, { values: Float32Array.from(want), shape: [3, 3, c.ci, c.co] }, `conv2d filter gradient ${label(c)}`);
+  tf.dispose([xt, dyt, dw]);
+  expect(tf.memory().numTensors).toBe(before);
+}
 
 const DEPTHWISE_GRID: ConvCase[] = [
   { n: 1, h: 8, w: 8, ci: 4, co: 1, kh: 3, kw: 3, strides: [1, 1], dilations: [1, 1], pad: 'same' },
@@ -434,18 +469,20 @@ describe(`heavy-op kernels on the wasm backend (${NATIVE_EXPECTED ? 'native' : '
     }
   });
 
-  it('wide 3x3 convs, fused epilogues and their gradients (Winograd F(2x2, 3x3) when native) match cpu, with the same bits on 1, 2 and 3 threads', async () => {
+  it('wide 3x3 convs, fused epilogues and their gradients (Winograd F(2x2, 3x3) when native) match cpu / float64, with the same bits on 1, 2 and 3 threads (filter gradient: per thread count)', async () => {
     const addon = nativeAddon();
     const winograd = NATIVE_EXPECTED && addon !== undefined && addon.describe().winograd;
     const before = addon?.describe().winogradCalls ?? 0;
     for (const c of WINOGRAD_GRID) {
       await checkConv(c, false);
-      await checkConvGradients(c, false, { filter: false }); // the filter gradient is oneDNN's (grids above)
+      await checkConvGradients(c, false, { filter: false });
+      await checkFilterGradient(c);
     }
     for (const activation of ['prelu', 'relu', 'leakyrelu'] as const) await checkConv(WINOGRAD_GRID[1], false, { activation, bias: true });
     await checkConv(WINOGRAD_GRID[4], false, { activation: 'linear', bias: true });
-    // Each case's forward and input gradient, and the four fused ones, took the Winograd path.
-    if (winograd) expect((addon?.describe().winogradCalls ?? 0) - before).toBeGreaterThanOrEqual(2 * WINOGRAD_GRID.length + 4);
+    // Each case's forward (twice: once inside the gradient), input and filter gradient, and the four fused ones,
+    // took the Winograd path.
+    if (winograd) expect((addon?.describe().winogradCalls ?? 0) - before).toBe(4 * WINOGRAD_GRID.length + 4);
     else expect((addon?.describe().winogradCalls ?? 0) - before).toBe(0);
     await checkConv(WINOGRAD_BLOCKS, false);
     const saved = computeThreads();
@@ -459,6 +496,13 @@ describe(`heavy-op kernels on the wasm backend (${NATIVE_EXPECTED ? 'native' : '
         results.push(await run('wasm', inputs, f));
       }
       for (const r of results) r.forEach((o, i) => expect(Buffer.from(o.values.buffer).equals(Buffer.from(results[0][i].values.buffer)), `output ${i}: same bits on 1, 2, 3 threads`).toBe(true));
+      // The filter gradient sums per-thread partials: the same bits for the same thread count.
+      const dw = (x: tf.Tensor, r: tf.Tensor) => tf.engine().runKernel('Conv2DBackpropFilter', { x, dy: r }, { filterShape: [3, 3, c.ci, c.co], strides: 1, pad: 'same', dataFormat: 'NHWC', dilations: 1 }) as tf.Tensor;
+      for (const threads of [1, 2, 3]) {
+        setComputeThreads(threads);
+        const [first, second] = [await run('wasm', [inputs[0], inputs[2]], dw), await run('wasm', [inputs[0], inputs[2]], dw)];
+        expect(Buffer.from(first[0].values.buffer).equals(Buffer.from(second[0].values.buffer)), `filter gradient, ${threads} threads: same bits twice`).toBe(true);
+      }
     } finally {
       setComputeThreads(saved);
     }

@@ -41,7 +41,7 @@ export interface NativeAddon {
   /**
    * conv: oneDNN, when the addon was built with it and IRLENS_ONEDNN is not 0 (then it runs every GEMM and the
    * KxK convolutions; else OpenBLAS and im2col do);
-   * winograd: whether wide 3x3 stride-1 'same' convs and their input gradients run as Winograd F(2x2, 3x3)
+   * winograd: whether wide 3x3 stride-1 'same' convs and their gradients run as Winograd F(2x2, 3x3)
    * (IRLENS_WINOGRAD=0 turns it off); winogradCalls: how many convs did since load.
    */
   describe(): { threads: number; library: string; core: string; maxThreads: number; conv?: string; winograd: boolean; winogradCalls: number };
