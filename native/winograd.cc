@@ -122,6 +122,15 @@ void transformInput(const float* x, const Geometry& g, int64_t t0, int64_t count
   }
 }
 
+// a[i] = m[i] A for the four rows i of one tile's 4x4 products of channel k (the first half of A^T m A).
+inline void rowTransform(const float* m, int64_t co, int64_t k, float a[4][2]) {
+  for (int i = 0; i < 4; i++) {
+    const float* mi = m + i * 4 * co + k;
+    a[i][0] = mi[0] + mi[co] + mi[2 * co];
+    a[i][1] = mi[co] - mi[2 * co] - mi[3 * co];
+  }
+}
+
 // y's 2x2 outputs of tiles t0.. t0+count from M[b][e][k]: A^T m A, A^T = [1 1 1 0; 0 1 -1 -1]. Outputs past an odd
 // image edge are not written.
 void transformOutput(const float* M, const Geometry& g, int64_t t0, int64_t count, float* y, PixelEpilogue ep, const void* epCtx) {
@@ -138,11 +147,7 @@ void transformOutput(const float* M, const Geometry& g, int64_t t0, int64_t coun
     if (o11 != nullptr) {
       for (int64_t k = 0; k < co; k++) {
         float a[4][2];
-        for (int i = 0; i < 4; i++) {
-          const float* mi = m + i * 4 * co + k;
-          a[i][0] = mi[0] + mi[co] + mi[2 * co];
-          a[i][1] = mi[co] - mi[2 * co] - mi[3 * co];
-        }
+        rowTransform(m, co, k, a);
         o00[k] = a[0][0] + a[1][0] + a[2][0];
         o01[k] = a[0][1] + a[1][1] + a[2][1];
         o10[k] = a[1][0] - a[2][0] - a[3][0];
@@ -151,11 +156,7 @@ void transformOutput(const float* M, const Geometry& g, int64_t t0, int64_t coun
     } else {
       for (int64_t k = 0; k < co; k++) {
         float a[4][2];
-        for (int i = 0; i < 4; i++) {
-          const float* mi = m + i * 4 * co + k;
-          a[i][0] = mi[0] + mi[co] + mi[2 * co];
-          a[i][1] = mi[co] - mi[2 * co] - mi[3 * co];
-        }
+        rowTransform(m, co, k, a);
         o00[k] = a[0][0] + a[1][0] + a[2][0];
         if (o01) o01[k] = a[0][1] + a[1][1] + a[2][1];
         if (o10) o10[k] = a[1][0] - a[2][0] - a[3][0];
