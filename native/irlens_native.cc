@@ -126,6 +126,12 @@ void parallel(int parts, F body) {
   }
 }
 
+// Threads for a memory-bound pass over `elements` values in `units` pieces: one below 64K elements (waking a
+// thread costs more than it saves), never more than there are pieces.
+int streamThreads(int64_t elements, int64_t units) {
+  return static_cast<int>(std::min<int64_t>(elements < (1 << 16) ? 1 : g_threads, std::max<int64_t>(units, 1)));
+}
+
 int threadsFor(double flops) {
   // Below ~4 MFLOP (tens of microseconds) waking a sleeping thread costs more than it saves.
   return flops < 4e6 ? 1 : g_threads;
@@ -892,7 +898,7 @@ Napi::Value Gelu(const Napi::CallbackInfo& info) {
   const int64_t n = a.i64(2);
   const float* x = a.f32(0, n);
   float* y = a.f32(1, n);
-  const int threads = static_cast<int>(std::min<int64_t>(n < (1 << 16) ? 1 : g_threads, std::max<int64_t>(n, 1)));
+  const int threads = streamThreads(n, n);
   parallel(threads, [&](int t, int parts) {
     int64_t i0, i1;
     part(n, parts, t, &i0, &i1);
@@ -913,7 +919,7 @@ Napi::Value GeluGrad(const Napi::CallbackInfo& info) {
   const float* dy = a.f32(0, n);
   const float* x = a.f32(1, n);
   float* dx = a.f32(2, n);
-  const int threads = static_cast<int>(std::min<int64_t>(n < (1 << 16) ? 1 : g_threads, std::max<int64_t>(n, 1)));
+  const int threads = streamThreads(n, n);
   parallel(threads, [&](int t, int parts) {
     int64_t i0, i1;
     part(n, parts, t, &i0, &i1);
@@ -1452,7 +1458,7 @@ Napi::Value LayerNorm(const Napi::CallbackInfo& info) {
   const float* w = a.f32(1, n);
   const float* b = a.i64(2) >= 0 ? a.f32(2, n) : nullptr;
   float* y = a.f32(3, rows * n);
-  const int threads = static_cast<int>(std::min<int64_t>(rows * n < (1 << 16) ? 1 : g_threads, std::max<int64_t>(rows, 1)));
+  const int threads = streamThreads(rows * n, rows);
   parallel(threads, [&](int t, int parts) {
     int64_t r0, r1;
     part(rows, parts, t, &r0, &r1);
@@ -1488,7 +1494,7 @@ Napi::Value LayerNormGrad(const Napi::CallbackInfo& info) {
   float* dx = a.f32(3, rows * n);
   float* dw = a.f32(4, n);
   float* db = a.i64(5) >= 0 ? a.f32(5, n) : nullptr;
-  const int threads = static_cast<int>(std::min<int64_t>(rows * n < (1 << 16) ? 1 : g_threads, std::max<int64_t>(rows, 1)));
+  const int threads = streamThreads(rows * n, rows);
   std::vector<double> partW(static_cast<size_t>(threads * n), 0.0), partB(static_cast<size_t>(threads * n), 0.0);
   parallel(threads, [&](int t, int parts) {
     int64_t r0, r1;
@@ -1575,7 +1581,7 @@ Napi::Value AdamStep(const Napi::CallbackInfo& info) {
                         static_cast<float>(1 - b1), static_cast<float>(b2), static_cast<float>(1 - b2),
                         static_cast<float>(a.p.at(15)), static_cast<float>(eps), static_cast<float>(lr / a.p.at(14)),
                         wd != 0, a.i64(13) != 0};
-  const int threads = static_cast<int>(std::min<int64_t>(n < (1 << 16) ? 1 : g_threads, std::max<int64_t>(n, 1)));
+  const int threads = streamThreads(n, n);
   parallel(threads, [&](int t, int parts) {
     int64_t i0, i1;
     part(n, parts, t, &i0, &i1);
