@@ -35,8 +35,11 @@
 #include <tuple>
 #endif
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <cmath>
+#include <csignal>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -111,6 +114,46 @@ inline void part(int64_t total, int parts, int t, int64_t* begin, int64_t* end) 
   *end = *begin + base + (t < extra ? 1 : 0);
 }
 
+// Signals wait while native code runs. oneDNN 2.6's AVX-512 f32 GEMM kernel (dnnl_sgemm, and the gemm-based
+// primitives) points the stack pointer into heap memory while it runs, so a signal handled on that thread writes
+// its frame into the heap (oneDNN issue #4845, fixed in 3.11.2; Debian ships 2.6.3). Node handles signals all
+// the time: libuv's handlers for SIGCHLD, SIGINT, SIGWINCH and any process.on('SIG...'), V8's profiler's SIGPROF.
+// Measured here before this guard: SIGUSR2 with a JS handler sent during native matmuls aborted the process with
+// "corrupted size vs. prev_size" in 3 of 3 runs, as did `node --cpu-prof` on a training step
+// (test/engine/native-signals.test.ts). The synchronous fault signals stay open: they cannot wait.
+sigset_t deferredSignals() {
+  sigset_t s;
+  sigfillset(&s);
+  for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS, SIGABRT}) sigdelset(&s, sig);
+  return s;
+}
+
+// Blocks the deferred signals on the calling (JS) thread for one native call; they are delivered when it returns.
+// OpenMP's pool threads are created inside such calls and inherit the mask.
+class SignalsDeferred {
+ public:
+  SignalsDeferred() {
+    const sigset_t s = deferredSignals();
+    pthread_sigmask(SIG_BLOCK, &s, &previous_);
+  }
+  ~SignalsDeferred() { pthread_sigmask(SIG_SETMASK, &previous_, nullptr); }
+  SignalsDeferred(const SignalsDeferred&) = delete;
+  SignalsDeferred& operator=(const SignalsDeferred&) = delete;
+
+ private:
+  sigset_t previous_;
+};
+
+// A pool thread blocks the deferred signals for good the first time it runs a part (in case one was created
+// outside a guarded call): it runs nothing but kernels, and the process's other threads take the signals.
+inline void deferSignalsOnPoolThread() {
+  thread_local bool deferred = false;
+  if (deferred || omp_get_thread_num() == 0) return;
+  const sigset_t s = deferredSignals();
+  pthread_sigmask(SIG_BLOCK, &s, nullptr);
+  deferred = true;
+}
+
 // Runs body(t, parts) on `parts` threads (part 0 on the calling thread when parts == 1).
 template <typename F>
 void parallel(int parts, F body) {
@@ -120,6 +163,7 @@ void parallel(int parts, F body) {
   }
 #pragma omp parallel num_threads(parts)
   {
+    deferSignalsOnPoolThread();
     // OpenMP may hand us fewer threads than asked: loop so every part still runs exactly once, on some thread.
     const int nt = omp_get_num_threads();
     for (int t = omp_get_thread_num(); t < parts; t += nt) body(t, parts);
@@ -159,6 +203,7 @@ inline void sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha
 // ------------------------------------------------------------------------------------------- arguments
 
 struct Args {
+  SignalsDeferred signals;  // first member: held from before the arguments are read until the kernel returns
   const Napi::CallbackInfo& info;
   uint8_t* heap;
   size_t heapBytes;
