@@ -11,8 +11,10 @@
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions"],
       # -fno-trapping-math: irlens never unmasks FP exceptions, so this changes no result; without it GCC keeps
-      # the GELU and other select-heavy loops scalar ("control flow in loop").
-      "cflags_cc": ["-O3", "-march=native", "-fno-trapping-math", "-fopenmp", "-std=c++17"],
+      # the GELU and other select-heavy loops scalar ("control flow in loop"). -fno-math-errno: sqrt becomes the
+      # correctly rounded instruction without an errno branch, so loops with it vectorise (Adam); no libm call
+      # changes (glibc's vector math needs -ffast-math).
+      "cflags_cc": ["-O3", "-march=native", "-fno-trapping-math", "-fno-math-errno", "-fopenmp", "-std=c++17"],
       "libraries": ["-lopenblas", "-fopenmp"],
       "conditions": [
         ["with_dnnl==1", { "defines": ["IRLENS_HAVE_DNNL"], "libraries": ["-ldnnl"] }]

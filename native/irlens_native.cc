@@ -1592,21 +1592,36 @@ struct AdamConstants {
 
 // Elements [i0, i1) of one update: the same float32 operations in the same order as the tf-op composition
 // (src/engine/wasm/adam-step.ts), with FMA contraction off for this function only, so both paths give the same bits.
-__attribute__((optimize("fp-contract=off"))) void adamRange(const AdamConstants& k, const float* p, const float* m, const float* v,
-                                                             const float* g, float* pOut, float* mOut, float* vOut, int64_t i0, int64_t i1) {
+// The decay branch is a template argument and the constants are locals, so the loop has no control flow and GCC
+// vectorises it (with -fno-math-errno, binding.gyp; lane sqrt and divide round as the scalar ones): 8M elements
+// 43 -> 11 ms on one thread, 6.8 on two (the scalar loop was compute-bound; Restormer has 26M parameters).
+template <bool kDecay, bool kDecoupled>
+__attribute__((optimize("fp-contract=off"))) void adamLoop(const AdamConstants& k, const float* __restrict p,
+                                                                             const float* __restrict m, const float* __restrict v,
+                                                                             const float* __restrict g, float* __restrict pOut,
+                                                                             float* __restrict mOut, float* __restrict vOut, int64_t i0,
+                                                                             int64_t i1) {
+  const float decay = k.decay, l2 = k.l2, b1 = k.b1, b1c = k.b1c, b2 = k.b2, b2c = k.b2c, bc2 = k.bc2, eps = k.eps, step = k.step;
   for (int64_t i = i0; i < i1; i++) {
     float pi = p[i], gi = g[i];
-    if (k.hasDecay) {
-      if (k.decoupled) pi = pi * k.decay;
-      else gi = gi + p[i] * k.l2;
+    if (kDecay) {
+      if (kDecoupled) pi = pi * decay;
+      else gi = gi + p[i] * l2;
     }
-    const float mi = m[i] * k.b1 + gi * k.b1c;
-    const float vi = v[i] * k.b2 + (gi * gi) * k.b2c;
-    const float denom = std::sqrt(vi) / k.bc2 + k.eps;
-    pOut[i] = pi - (mi / denom) * k.step;
+    const float mi = m[i] * b1 + gi * b1c;
+    const float vi = v[i] * b2 + (gi * gi) * b2c;
+    const float denom = std::sqrt(vi) / bc2 + eps;
+    pOut[i] = pi - (mi / denom) * step;
     mOut[i] = mi;
     vOut[i] = vi;
   }
+}
+
+void adamRange(const AdamConstants& k, const float* p, const float* m, const float* v, const float* g, float* pOut, float* mOut,
+               float* vOut, int64_t i0, int64_t i1) {
+  if (!k.hasDecay) adamLoop<false, false>(k, p, m, v, g, pOut, mOut, vOut, i0, i1);
+  else if (k.decoupled) adamLoop<true, true>(k, p, m, v, g, pOut, mOut, vOut, i0, i1);
+  else adamLoop<true, false>(k, p, m, v, g, pOut, mOut, vOut, i0, i1);
 }
 
 // One Adam/AdamW update. params: 0 pOff, 1 mOff, 2 vOff, 3 gOff, 4 pOut, 5 mOut, 6 vOut, 7 count, 8 lr, 9 beta1,
