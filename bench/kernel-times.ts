@@ -15,40 +15,15 @@ import { computePath } from '../src/engine/compute';
 import { createModel } from '../src/models';
 import { trainStep } from '../src/cli/bench';
 import { writeFileAtomic } from '../src/util/fs';
+import { parseRunArgs, positiveInteger, type RunArgs } from './run-args';
 
-interface Args {
-  model: string;
-  size: [number, number];
-  train: boolean;
+interface Args extends RunArgs {
   steps: number;
-  top: number;
-  json?: string;
 }
 
-function parseArgs(argv: string[]): Args {
-  const args: Args = { model: 'restormer', size: [64, 64], train: false, steps: 4, top: 25 };
-  for (let i = 0; i < argv.length; i++) {
-    const key = argv[i];
-    if (key === '--train') {
-      args.train = true;
-      continue;
-    }
-    const value = argv[++i];
-    if (value === undefined) throw new Error(`kernel-times: ${key} needs a value`);
-    if (key === '--model') args.model = value;
-    else if (key === '--size') {
-      const m = /^(\d+)x(\d+)$/.exec(value);
-      if (!m) throw new Error(`kernel-times: --size expects HxW, got '${value}'`);
-      args.size = [Number(m[1]), Number(m[2])];
-    } else if (key === '--steps' || key === '--top') {
-      const n = Number(value);
-      if (!Number.isInteger(n) || n < 1) throw new Error(`kernel-times: ${key} expects a positive integer, got '${value}'`);
-      if (key === '--steps') args.steps = n;
-      else args.top = n;
-    } else if (key === '--json') args.json = value;
-    else throw new Error(`kernel-times: unknown option ${key}`);
-  }
-  return args;
+function readArgs(argv: string[]): Args {
+  const a = parseRunArgs('kernel-times', argv, { model: 'restormer', size: [64, 64] }, { steps: '4' });
+  return { ...a, steps: positiveInteger('kernel-times', '--steps', a.extra.steps!) };
 }
 
 interface Stat {
@@ -87,7 +62,7 @@ function clockKernels(backend: string, recording: () => boolean, bySignature: Ma
 }
 
 async function main(): Promise<void> {
-  const args = parseArgs(process.argv.slice(2));
+  const args = readArgs(process.argv.slice(2));
   await initBackend('wasm');
   const bySignature = new Map<string, Stat>();
   let recording = false;

@@ -13,39 +13,16 @@ import { initBackend } from '../src/engine/backend';
 import { createModel } from '../src/models';
 import { trainStep } from '../src/cli/bench';
 import { writeFileAtomic } from '../src/util/fs';
+import { parseRunArgs, type RunArgs } from './run-args';
 
-interface Args {
-  model: string;
-  size: [number, number];
+interface Args extends RunArgs {
   backend: string;
-  top: number;
-  json?: string;
   task?: string;
-  train: boolean;
 }
 
-function parseArgs(argv: string[]): Args {
-  const args: Args = { model: 'swinir-sr-x2', size: [64, 64], backend: 'wasm', top: 25, train: false };
-  for (let i = 0; i < argv.length; i++) {
-    const key = argv[i];
-    if (key === '--train') {
-      args.train = true;
-      continue;
-    }
-    const value = argv[++i];
-    if (value === undefined) throw new Error(`profile-forward: ${key} needs a value`);
-    if (key === '--model') args.model = value;
-    else if (key === '--size') {
-      const m = /^(\d+)x(\d+)$/.exec(value);
-      if (!m) throw new Error(`profile-forward: --size expects HxW, got '${value}'`);
-      args.size = [Number(m[1]), Number(m[2])];
-    } else if (key === '--backend') args.backend = value;
-    else if (key === '--top') args.top = Number(value);
-    else if (key === '--json') args.json = value;
-    else if (key === '--task') args.task = value;
-    else throw new Error(`profile-forward: unknown option ${key}`);
-  }
-  return args;
+function readArgs(argv: string[]): Args {
+  const a = parseRunArgs('profile-forward', argv, { model: 'swinir-sr-x2', size: [64, 64] }, { backend: 'wasm', task: undefined });
+  return { ...a, backend: a.extra.backend!, task: a.extra.task };
 }
 
 interface Stat {
@@ -98,7 +75,7 @@ function table(rows: [string, Stat][], totalMs: number, top: number): string {
 }
 
 async function main(): Promise<void> {
-  const args = parseArgs(process.argv.slice(2));
+  const args = readArgs(process.argv.slice(2));
   await initBackend(args.backend);
   const model = createModel(args.model);
   const [h, w] = args.size;
