@@ -1596,11 +1596,9 @@ struct AdamConstants {
 // vectorises it (with -fno-math-errno, binding.gyp; lane sqrt and divide round as the scalar ones): 8M elements
 // 43 -> 11 ms on one thread, 6.8 on two (the scalar loop was compute-bound; Restormer has 26M parameters).
 template <bool kDecay, bool kDecoupled>
-__attribute__((optimize("fp-contract=off"))) void adamLoop(const AdamConstants& k, const float* __restrict p,
-                                                                             const float* __restrict m, const float* __restrict v,
-                                                                             const float* __restrict g, float* __restrict pOut,
-                                                                             float* __restrict mOut, float* __restrict vOut, int64_t i0,
-                                                                             int64_t i1) {
+__attribute__((optimize("fp-contract=off"))) void adamLoop(const AdamConstants& k, const float* __restrict p, const float* __restrict m,
+                                                            const float* __restrict v, const float* __restrict g, float* __restrict pOut,
+                                                            float* __restrict mOut, float* __restrict vOut, int64_t i0, int64_t i1) {
   const float decay = k.decay, l2 = k.l2, b1 = k.b1, b1c = k.b1c, b2 = k.b2, b2c = k.b2c, bc2 = k.bc2, eps = k.eps, step = k.step;
   for (int64_t i = i0; i < i1; i++) {
     float pi = p[i], gi = g[i];
