@@ -1459,6 +1459,374 @@ Napi::Value WindowAttentionGrad(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// ------------------------------------------------------------------------------------ channel attention
+
+// Restormer's MDTA (transposed attention across channels) per image b and head h, on q, k, v read straight from
+// the packed qkv_dwconv output [B, H, W, 3C] (channel j of q, k, v belongs to head floor(j / c), c = C / heads):
+// with Q, K, V the head's [T, c] token x channel blocks (T = H*W, rows 3C apart),
+//   rq_i = 1 / max(||Q[:, i]||, 1e-12), rk_j likewise, S = Q^T K, P = softmax_j(S_ij rq_i rk_j t_h), O = V P^T,
+// O written into [B, H, W, C] at the head's channels (what project_out reads). The tf-op composition
+// (src/models/restormer.ts) runs ~25 kernels per attention forward and ~50 backward, on [B*heads, T, c] copies.
+struct ChannelShape {
+  int64_t b, heads, t, c;
+  int64_t channels() const { return heads * c; }
+  int64_t units() const { return b * heads; }
+  int64_t qkvFloats() const { return b * t * 3 * channels(); }
+  int64_t outFloats() const { return b * t * channels(); }
+};
+
+ChannelShape channelShape(const Args& a, size_t k) { return ChannelShape{a.i64(k), a.i64(k + 1), a.i64(k + 2), a.i64(k + 3)}; }
+
+// Work items: `chunks` token ranges of each unit (b, h), item i = unit i / chunks, range i % chunks. Fixed by
+// shape and thread count; the probabilities kernel, the output kernel and the fused one share it, so a hooked
+// run (probabilities, then the output) gives the fused kernel's bits.
+struct ChannelSplit {
+  int threads;
+  int64_t chunks;
+  int64_t items;
+};
+
+ChannelSplit channelSplit(const ChannelShape& s) {
+  const int64_t units = std::max<int64_t>(s.units(), 1);
+  int threads = threadsFor(4.0 * units * s.t * s.c * s.c);
+  const int64_t chunks = units >= threads ? 1 : std::min<int64_t>((threads + units - 1) / units, std::max<int64_t>(s.t, 1));
+  threads = static_cast<int>(std::min<int64_t>(threads, units * chunks));
+  return ChannelSplit{threads, chunks, units * chunks};
+}
+
+// Pointers to one unit's Q, K, V (rows 3C apart) and to its head's channels of an output-layout tensor (rows C apart).
+struct ChannelUnit {
+  const float *q, *k, *v;
+  int64_t ld;
+};
+
+ChannelUnit channelUnit(const ChannelShape& s, const float* qkv, int64_t u) {
+  const int64_t C = s.channels(), img = u / s.heads, h = u % s.heads;
+  const float* base = qkv + img * s.t * 3 * C + h * s.c;
+  return ChannelUnit{base, base + C, base + 2 * C, 3 * C};
+}
+
+inline int64_t outUnitOffset(const ChannelShape& s, int64_t u) { return (u / s.heads) * s.t * s.channels() + (u % s.heads) * s.c; }
+
+// Runs body(u, t0, t1) for every work item on the split's threads.
+template <typename F>
+void forChannelItems(const ChannelShape& s, const ChannelSplit& sp, F body) {
+  parallel(sp.threads, [&](int t, int parts) {
+    int64_t i0, i1;
+    part(sp.items, parts, t, &i0, &i1);
+    for (int64_t i = i0; i < i1; i++) {
+      int64_t t0, t1;
+      part(s.t, static_cast<int>(sp.chunks), static_cast<int>(i % sp.chunks), &t0, &t1);
+      body(i / sp.chunks, i, t0, t1);
+    }
+  });
+}
+
+// The token sums of the forward per unit: S = Q^T K and the squared column norms (float64), and dP = dO^T V
+// when dOut is given (dO: the unit's output-gradient rows, C apart). Each item sums its token range (S, dP by
+// one GEMM each); the items of a unit are added in range order in float64.
+struct ChannelSums {
+  std::vector<float> s, dp;     // [units, c, c]
+  std::vector<double> nq, nk;  // [units, c]: squared norms
+};
+
+ChannelSums channelSums(const ChannelShape& s, const ChannelSplit& sp, const float* qkv, const float* dOut, bool scores) {
+  const int64_t cc = s.c * s.c, units = s.units(), C = s.channels();
+  const int c = static_cast<int>(s.c);
+  std::vector<float> ps(scores ? sp.items * cc : 0), pdp(dOut ? sp.items * cc : 0);
+  std::vector<double> pq(scores ? sp.items * s.c : 0, 0.0), pk(scores ? sp.items * s.c : 0, 0.0);
+  forChannelItems(s, sp, [&](int64_t u, int64_t i, int64_t t0, int64_t t1) {
+    const ChannelUnit x = channelUnit(s, qkv, u);
+    const int rows = static_cast<int>(t1 - t0), ld = static_cast<int>(x.ld);
+    if (scores) {
+      float* si = ps.data() + i * cc;
+      if (rows == 0) std::fill(si, si + cc, 0.f);
+      else sgemm(true, false, c, c, rows, 1.f, x.q + t0 * x.ld, ld, x.k + t0 * x.ld, ld, si, c);
+      double* qi = pq.data() + i * s.c;
+      double* ki = pk.data() + i * s.c;
+      for (int64_t r = t0; r < t1; r++) {
+        const float* qr = x.q + r * x.ld;
+        const float* kr = x.k + r * x.ld;
+        for (int64_t j = 0; j < s.c; j++) {
+          qi[j] += static_cast<double>(qr[j]) * qr[j];
+          ki[j] += static_cast<double>(kr[j]) * kr[j];
+        }
+      }
+    }
+    if (dOut) {
+      float* di = pdp.data() + i * cc;
+      if (rows == 0) std::fill(di, di + cc, 0.f);
+      else sgemm(true, false, c, c, rows, 1.f, dOut + outUnitOffset(s, u) + t0 * C, static_cast<int>(C), x.v + t0 * x.ld, ld, di, c);
+    }
+  });
+  ChannelSums out;
+  const auto merge = [&](const std::vector<float>& partial, std::vector<float>& into) {
+    into.assign(units * cc, 0.f);
+    for (int64_t u = 0; u < units; u++)
+      for (int64_t e = 0; e < cc; e++) {
+        double sum = 0;
+        for (int64_t ch = 0; ch < sp.chunks; ch++) sum += partial[(u * sp.chunks + ch) * cc + e];
+        into[u * cc + e] = static_cast<float>(sum);
+      }
+  };
+  if (scores) {
+    merge(ps, out.s);
+    out.nq.assign(units * s.c, 0.0);
+    out.nk.assign(units * s.c, 0.0);
+    for (int64_t u = 0; u < units; u++)
+      for (int64_t ch = 0; ch < sp.chunks; ch++)
+        for (int64_t j = 0; j < s.c; j++) {
+          out.nq[u * s.c + j] += pq[(u * sp.chunks + ch) * s.c + j];
+          out.nk[u * s.c + j] += pk[(u * sp.chunks + ch) * s.c + j];
+        }
+  }
+  if (dOut) merge(pdp, out.dp);
+  return out;
+}
+
+constexpr float kChannelNormEps = 1e-12f;  // F.normalize's eps
+
+// 1 / max(||x||, eps) from a squared norm.
+inline float inverseNorm(double squared) { return 1.f / std::max(static_cast<float>(std::sqrt(squared)), kChannelNormEps); }
+
+// P of every unit [units, c, c] from the sums: softmax over j of (S_ij rq_i rk_j) t_h, subtracting the row
+// maximum, the row sum in float64.
+void channelProbs(const ChannelShape& s, const ChannelSums& sums, const float* temperature, float* p) {
+  const int64_t cc = s.c * s.c;
+  for (int64_t u = 0; u < s.units(); u++) {
+    const float t = temperature[u % s.heads];
+    const double* nq = sums.nq.data() + u * s.c;
+    const double* nk = sums.nk.data() + u * s.c;
+    for (int64_t i = 0; i < s.c; i++) {
+      const float rq = inverseNorm(nq[i]);
+      const float* si = sums.s.data() + u * cc + i * s.c;
+      float* row = p + u * cc + i * s.c;
+      for (int64_t j = 0; j < s.c; j++) row[j] = si[j] * rq * inverseNorm(nk[j]) * t;
+      float mx = row[0];
+      for (int64_t j = 1; j < s.c; j++) mx = std::max(mx, row[j]);
+      double sum = 0;
+      for (int64_t j = 0; j < s.c; j++) {
+        row[j] = expApprox(row[j] - mx);
+        sum += row[j];
+      }
+      const float inv = static_cast<float>(1.0 / sum);
+      for (int64_t j = 0; j < s.c; j++) row[j] *= inv;
+    }
+  }
+}
+
+// O = V P^T for every unit into out [B, H, W, C].
+void channelApply(const ChannelShape& s, const ChannelSplit& sp, const float* qkv, const float* p, float* out) {
+  const int c = static_cast<int>(s.c), C = static_cast<int>(s.channels());
+  forChannelItems(s, sp, [&](int64_t u, int64_t, int64_t t0, int64_t t1) {
+    if (t1 <= t0) return;
+    const ChannelUnit x = channelUnit(s, qkv, u);
+    sgemm(false, true, static_cast<int>(t1 - t0), c, c, 1.f, x.v + t0 * x.ld, static_cast<int>(x.ld), p + u * s.c * s.c, c,
+          out + outUnitOffset(s, u) + t0 * C, C);
+  });
+}
+
+// Checks the temperature and probability operands of a channel attention call.
+const float* channelTemperature(const Args& a, size_t k, const ChannelShape& s) { return a.f32(k, s.heads); }
+
+// Fused forward: O from qkv and the temperatures. params: 0 qkvOff, 1 temperatureOff, 2 outOff, 3.. b, heads, t, c.
+Napi::Value ChannelAttention(const Napi::CallbackInfo& info) {
+  Args a(info);
+  const ChannelShape s = channelShape(a, 3);
+  const float* qkv = a.f32(0, s.qkvFloats());
+  const float* temperature = channelTemperature(a, 1, s);
+  float* out = a.f32(2, s.outFloats());
+  const ChannelSplit sp = channelSplit(s);
+  const ChannelSums sums = channelSums(s, sp, qkv, nullptr, true);
+  std::vector<float> p(s.units() * s.c * s.c);
+  channelProbs(s, sums, temperature, p.data());
+  channelApply(s, sp, qkv, p.data(), out);
+  return info.Env().Undefined();
+}
+
+// P alone [B, heads, c, c], with the fused kernel's bits. params: 0 qkvOff, 1 temperatureOff, 2 pOff, 3.. shape.
+Napi::Value ChannelAttentionProbs(const Napi::CallbackInfo& info) {
+  Args a(info);
+  const ChannelShape s = channelShape(a, 3);
+  const float* qkv = a.f32(0, s.qkvFloats());
+  const float* temperature = channelTemperature(a, 1, s);
+  float* p = a.f32(2, s.units() * s.c * s.c);
+  const ChannelSplit sp = channelSplit(s);
+  channelProbs(s, channelSums(s, sp, qkv, nullptr, true), temperature, p);
+  return info.Env().Undefined();
+}
+
+// O = V P^T from qkv and given probabilities (a hooked run's), with the fused kernel's bits for the same P.
+// params: 0 qkvOff, 1 pOff, 2 outOff, 3.. shape.
+Napi::Value ChannelAttentionApply(const Napi::CallbackInfo& info) {
+  Args a(info);
+  const ChannelShape s = channelShape(a, 3);
+  const float* qkv = a.f32(0, s.qkvFloats());
+  const float* p = a.f32(1, s.units() * s.c * s.c);
+  float* out = a.f32(2, s.outFloats());
+  channelApply(s, channelSplit(s), qkv, p, out);
+  return info.Env().Undefined();
+}
+
+// Per unit, from dP and the sums: dL = P (dP - rowsum(dP P)), with C_ij = S_ij rq_i rk_j the cosine,
+// dt_h += sum dL C, dC = t dL, dS = dC rq_i rk_j, and the norm terms: dQ[:, i] += aq_i Q[:, i] with
+// aq_i = -rq_i^3 sum_j dC_ij S_ij rk_j (0 where the norm is clamped at eps: max passes no gradient there), ak_j
+// likewise. p: the unit probabilities (recomputed); ds [units, c, c], aq/ak [units, c] out; dt per unit out.
+void channelScoresGrad(const ChannelShape& s, const ChannelSums& sums, const float* temperature, const float* p, const float* dp,
+                       float* ds, float* aq, float* ak, double* dtUnit) {
+  const int64_t cc = s.c * s.c;
+  std::vector<float> rq(s.c), rk(s.c), dl(cc);
+  std::vector<double> gq(s.c), gk(s.c);
+  for (int64_t u = 0; u < s.units(); u++) {
+    const float t = temperature[u % s.heads];
+    for (int64_t j = 0; j < s.c; j++) {
+      rq[j] = inverseNorm(sums.nq[u * s.c + j]);
+      rk[j] = inverseNorm(sums.nk[u * s.c + j]);
+    }
+    const float* pu = p + u * cc;
+    const float* dpu = dp + u * cc;
+    const float* su = sums.s.data() + u * cc;
+    float* dsu = ds + u * cc;
+    std::fill(gq.begin(), gq.end(), 0.0);
+    std::fill(gk.begin(), gk.end(), 0.0);
+    double dt = 0;
+    for (int64_t i = 0; i < s.c; i++) {
+      double dot = 0;
+      for (int64_t j = 0; j < s.c; j++) dot += static_cast<double>(dpu[i * s.c + j]) * pu[i * s.c + j];
+      const float fd = static_cast<float>(dot);
+      for (int64_t j = 0; j < s.c; j++) {
+        const int64_t e = i * s.c + j;
+        const float dL = pu[e] * (dpu[e] - fd);
+        const float cosine = su[e] * rq[i] * rk[j];
+        dt += static_cast<double>(dL) * cosine;
+        const float dC = dL * t;
+        dsu[e] = dC * rq[i] * rk[j];
+        const double dcs = static_cast<double>(dC) * su[e];
+        gq[i] += dcs * rk[j];
+        gk[j] += dcs * rq[i];
+      }
+    }
+    dtUnit[u] = dt;
+    for (int64_t j = 0; j < s.c; j++) {
+      const bool q = std::sqrt(sums.nq[u * s.c + j]) >= kChannelNormEps, k = std::sqrt(sums.nk[u * s.c + j]) >= kChannelNormEps;
+      aq[u * s.c + j] = q ? static_cast<float>(-gq[j] * rq[j] * rq[j] * rq[j]) : 0.f;
+      ak[u * s.c + j] = k ? static_cast<float>(-gk[j] * rk[j] * rk[j] * rk[j]) : 0.f;
+    }
+  }
+}
+
+// dt [heads] = the units' dt summed over images in image order.
+void channelTemperatureGrad(const ChannelShape& s, const std::vector<double>& dtUnit, float* dt) {
+  for (int64_t h = 0; h < s.heads; h++) {
+    double sum = 0;
+    for (int64_t img = 0; img < s.b; img++) sum += dtUnit[img * s.heads + h];
+    dt[h] = static_cast<float>(sum);
+  }
+}
+
+// Which parts of dqkv a gradient kernel writes (the others get zeros).
+enum ChannelGradParts { kGradQK = 1, kGradV = 2 };
+
+// Writes the token-range rows of dqkv: dQ = K dS^T + aq Q and dK = Q dS + ak K (kGradQK), dV = dO P (kGradV).
+void channelInputGrad(const ChannelShape& s, const ChannelSplit& sp, const float* qkv, const float* dOut, const float* p, const float* ds,
+                      const float* aq, const float* ak, int parts, float* dqkv) {
+  const int c = static_cast<int>(s.c), C = static_cast<int>(s.channels());
+  forChannelItems(s, sp, [&](int64_t u, int64_t, int64_t t0, int64_t t1) {
+    if (t1 <= t0) return;
+    const ChannelUnit x = channelUnit(s, qkv, u);
+    const ChannelUnit g = channelUnit(s, dqkv, u);
+    float *dq = const_cast<float*>(g.q), *dk = const_cast<float*>(g.k), *dv = const_cast<float*>(g.v);
+    const int rows = static_cast<int>(t1 - t0), ld = static_cast<int>(x.ld);
+    const int64_t cc = s.c * s.c;
+    const auto zero = [&](float* block) {
+      for (int64_t r = t0; r < t1; r++) std::fill(block + r * x.ld, block + r * x.ld + s.c, 0.f);
+    };
+    if (parts & kGradQK) {
+      sgemm(false, true, rows, c, c, 1.f, x.k + t0 * x.ld, ld, ds + u * cc, c, dq + t0 * x.ld, ld);
+      sgemm(false, false, rows, c, c, 1.f, x.q + t0 * x.ld, ld, ds + u * cc, c, dk + t0 * x.ld, ld);
+      const float* aqu = aq + u * s.c;
+      const float* aku = ak + u * s.c;
+      for (int64_t r = t0; r < t1; r++) {
+        const float* qr = x.q + r * x.ld;
+        const float* kr = x.k + r * x.ld;
+        float* dqr = dq + r * x.ld;
+        float* dkr = dk + r * x.ld;
+        for (int64_t j = 0; j < s.c; j++) {
+          dqr[j] += aqu[j] * qr[j];
+          dkr[j] += aku[j] * kr[j];
+        }
+      }
+    } else {
+      zero(dq);
+      zero(dk);
+    }
+    if (parts & kGradV) sgemm(false, false, rows, c, c, 1.f, dOut + outUnitOffset(s, u) + t0 * C, C, p + u * cc, c, dv + t0 * x.ld, ld);
+    else zero(dv);
+  });
+}
+
+// Gradients of ChannelAttention, recomputing P: dV = dO P, dP = dO^T V, then channelScoresGrad and
+// channelInputGrad. params: 0 dOutOff, 1 qkvOff, 2 temperatureOff, 3 dqkvOff, 4 dTemperatureOff, 5.. shape.
+Napi::Value ChannelAttentionGrad(const Napi::CallbackInfo& info) {
+  Args a(info);
+  const ChannelShape s = channelShape(a, 5);
+  const float* dOut = a.f32(0, s.outFloats());
+  const float* qkv = a.f32(1, s.qkvFloats());
+  const float* temperature = channelTemperature(a, 2, s);
+  float* dqkv = a.f32(3, s.qkvFloats());
+  float* dt = a.f32(4, s.heads);
+  const int64_t cc = s.c * s.c;
+  const ChannelSplit sp = channelSplit(s);
+  const ChannelSums sums = channelSums(s, sp, qkv, dOut, true);
+  std::vector<float> p(s.units() * cc), ds(s.units() * cc), aq(s.units() * s.c), ak(s.units() * s.c);
+  std::vector<double> dtUnit(s.units());
+  channelProbs(s, sums, temperature, p.data());
+  channelScoresGrad(s, sums, temperature, p.data(), sums.dp.data(), ds.data(), aq.data(), ak.data(), dtUnit.data());
+  channelInputGrad(s, sp, qkv, dOut, p.data(), ds.data(), aq.data(), ak.data(), kGradQK | kGradV, dqkv);
+  channelTemperatureGrad(s, dtUnit, dt);
+  return info.Env().Undefined();
+}
+
+// Gradients of ChannelAttentionProbs from dP: dqkv (q and k parts; v zeros) and dt. P is recomputed (same bits as
+// the saved one). params: 0 dPOff, 1 qkvOff, 2 temperatureOff, 3 dqkvOff, 4 dTemperatureOff, 5.. shape.
+Napi::Value ChannelAttentionProbsGrad(const Napi::CallbackInfo& info) {
+  Args a(info);
+  const ChannelShape s = channelShape(a, 5);
+  const int64_t cc = s.c * s.c;
+  const float* dP = a.f32(0, s.units() * cc);
+  const float* qkv = a.f32(1, s.qkvFloats());
+  const float* temperature = channelTemperature(a, 2, s);
+  float* dqkv = a.f32(3, s.qkvFloats());
+  float* dt = a.f32(4, s.heads);
+  const ChannelSplit sp = channelSplit(s);
+  const ChannelSums sums = channelSums(s, sp, qkv, nullptr, true);
+  std::vector<float> p(s.units() * cc), ds(s.units() * cc), aq(s.units() * s.c), ak(s.units() * s.c);
+  std::vector<double> dtUnit(s.units());
+  channelProbs(s, sums, temperature, p.data());
+  channelScoresGrad(s, sums, temperature, p.data(), dP, ds.data(), aq.data(), ak.data(), dtUnit.data());
+  channelInputGrad(s, sp, qkv, nullptr, nullptr, ds.data(), aq.data(), ak.data(), kGradQK, dqkv);
+  channelTemperatureGrad(s, dtUnit, dt);
+  return info.Env().Undefined();
+}
+
+// Gradients of ChannelAttentionApply: dqkv (v part = dO P; q, k zeros) and dP = dO^T V.
+// params: 0 dOutOff, 1 qkvOff, 2 pOff, 3 dqkvOff, 4 dPOff, 5.. shape.
+Napi::Value ChannelAttentionApplyGrad(const Napi::CallbackInfo& info) {
+  Args a(info);
+  const ChannelShape s = channelShape(a, 5);
+  const int64_t cc = s.c * s.c;
+  const float* dOut = a.f32(0, s.outFloats());
+  const float* qkv = a.f32(1, s.qkvFloats());
+  const float* p = a.f32(2, s.units() * cc);
+  float* dqkv = a.f32(3, s.qkvFloats());
+  float* dP = a.f32(4, s.units() * cc);
+  const ChannelSplit sp = channelSplit(s);
+  const ChannelSums sums = channelSums(s, sp, qkv, dOut, false);
+  std::copy(sums.dp.begin(), sums.dp.end(), dP);
+  channelInputGrad(s, sp, qkv, dOut, p, nullptr, nullptr, nullptr, kGradV, dqkv);
+  return info.Env().Undefined();
+}
+
 // ------------------------------------------------------------------------------------------- LayerNorm
 
 // Mean and 1/sqrt(biased variance + eps) of one row, accumulated in double.
@@ -1697,6 +2065,12 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("windowAttentionGrad", Napi::Function::New(env, WindowAttentionGrad));
   exports.Set("attentionProbs", Napi::Function::New(env, AttentionProbs));
   exports.Set("attentionProbsGrad", Napi::Function::New(env, AttentionProbsGrad));
+  exports.Set("channelAttention", Napi::Function::New(env, ChannelAttention));
+  exports.Set("channelAttentionGrad", Napi::Function::New(env, ChannelAttentionGrad));
+  exports.Set("channelAttentionProbs", Napi::Function::New(env, ChannelAttentionProbs));
+  exports.Set("channelAttentionProbsGrad", Napi::Function::New(env, ChannelAttentionProbsGrad));
+  exports.Set("channelAttentionApply", Napi::Function::New(env, ChannelAttentionApply));
+  exports.Set("channelAttentionApplyGrad", Napi::Function::New(env, ChannelAttentionApplyGrad));
   exports.Set("gelu", Napi::Function::New(env, Gelu));
   exports.Set("geluGrad", Napi::Function::New(env, GeluGrad));
   exports.Set("gatedGelu", Napi::Function::New(env, GatedGelu));

@@ -16,6 +16,8 @@ import { Module, Sequential } from './module';
 import { Conv2d, gatedGelu, gelu, HookPoint, LayerNorm, layerNorm, PixelShuffle, PixelUnshuffle } from './layers';
 import { PaddingRule, RestorationModel, TaskSpec } from './model';
 import { type Config, registerFamily, sameSizeOnly, withoutDefaultSwitches } from './family';
+import { channelAttention, channelAttentionApply, channelAttentionAvailable, channelAttentionProbs } from '../engine/wasm/channel-attention';
+import { unwatched } from './hook-context';
 
 export type RestormerLayerNormType = 'WithBias' | 'BiasFree';
 /** Feed-forward kinds of the paper's ablation (Table 5): gating and depthwise conv on/off. */
@@ -174,6 +176,20 @@ export class Attention extends Module {
           : tf.reshape(tf.transpose(tf.reshape(t, [b, hw, heads, ch]), [0, 2, 1, 3]), [bh, hw, ch]);
       const projected = this.qkv.call<tf.Tensor4D>(x);
       const qkv = this.qkv_dwconv ? this.qkv_dwconv.call<tf.Tensor4D>(projected) : projected;
+      if (channelAttentionAvailable() && qkv.dtype === 'float32') {
+        // Native: one kernel from the packed qkv to the merged heads (engine/wasm/channel-attention.ts), or, when a
+        // hook reads or changes attn_map, the probabilities and the output kernels, which give the same bits.
+        const out = unwatched(this.attn_map.root, [this.attn_map.path])
+          ? channelAttention(qkv, this.temperature, heads)
+          : channelAttentionApply(qkv, this.attn_map.tap(channelAttentionProbs(qkv, this.temperature, heads)), heads);
+        // [B, H, W, C] <-> the official per-head layout [B, heads, C/heads, H*W] (hooked runs only).
+        const merged = this.heads.tap(
+          out,
+          (t) => tf.transpose(tf.reshape(t, [b, hw, heads, ch]), [0, 2, 3, 1]),
+          (t) => tf.reshape(tf.transpose(t, [0, 3, 1, 2]), [b, h, w, c]) as tf.Tensor4D,
+        );
+        return this.project_out.call<tf.Tensor4D>(merged);
+      }
       const [q, k, v] = tf.split(qkv, 3, -1).map(splitHeads);
       // normalize(q) normalize(k)^T computed as (q^T k) scaled by 1/||q_i|| (rows) and 1/||k_j|| (columns): the
       // same numbers up to float rounding, without dividing the full-size q and k. Token sums as a matmul with

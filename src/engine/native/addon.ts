@@ -31,6 +31,12 @@ export interface NativeAddon {
   windowAttentionGrad(heap: ArrayBuffer, params: Float64Array): void;
   attentionProbs(heap: ArrayBuffer, params: Float64Array): void;
   attentionProbsGrad(heap: ArrayBuffer, params: Float64Array): void;
+  channelAttention(heap: ArrayBuffer, params: Float64Array): void;
+  channelAttentionGrad(heap: ArrayBuffer, params: Float64Array): void;
+  channelAttentionProbs(heap: ArrayBuffer, params: Float64Array): void;
+  channelAttentionProbsGrad(heap: ArrayBuffer, params: Float64Array): void;
+  channelAttentionApply(heap: ArrayBuffer, params: Float64Array): void;
+  channelAttentionApplyGrad(heap: ArrayBuffer, params: Float64Array): void;
   gelu(heap: ArrayBuffer, params: Float64Array): void;
   geluGrad(heap: ArrayBuffer, params: Float64Array): void;
   gatedGelu(heap: ArrayBuffer, params: Float64Array): void;

@@ -29,24 +29,12 @@ import {
 } from '../wasm/window-attention';
 import { LAYER_NORM_GRAD_KERNEL, LAYER_NORM_KERNEL, type LayerNormAttrs } from '../wasm/layer-norm';
 import { nativeAddon, type NativeAddon } from './addon';
+import { registerChannelAttentionKernels } from './channel-attention';
+import { offset, size, type KernelArgs, type WasmBackend } from './wasm-heap';
 
 type Attrs = Record<string, unknown>;
 type ExplicitPadding = [[number, number], [number, number], [number, number], [number, number]];
 type Shape4 = [number, number, number, number];
-
-/** The parts of tfjs-backend-wasm's BackendWasm that these kernels use (the class is not exported). */
-interface WasmBackend {
-  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
-  disposeData(dataId: tf.DataId): boolean;
-  dataIdMap: { get(dataId: tf.DataId): { memoryOffset: number } | undefined };
-  wasm: { HEAPU8: Uint8Array };
-}
-
-interface KernelArgs {
-  inputs: Record<string, tf.TensorInfo | undefined>;
-  backend: WasmBackend;
-  attrs?: Attrs;
-}
 
 export const NATIVE_KERNELS = [
   'BatchMatMul',
@@ -74,14 +62,6 @@ type NativeKernelName = (typeof NATIVE_KERNELS)[number];
 
 /** Activation codes of the addon's epilogue (native/irlens_native.cc, enum Activation). */
 const ACTIVATIONS: Record<string, number> = { linear: 0, relu: 1, relu6: 2, leakyrelu: 3, prelu: 4, sigmoid: 5, elu: 6 };
-
-const size = (shape: readonly number[]) => shape.reduce((p, q) => p * q, 1);
-
-function offset(backend: WasmBackend, t: tf.TensorInfo): number {
-  const d = backend.dataIdMap.get(t.dataId);
-  if (d === undefined) throw new Error('native kernels: tensor data is not in the wasm backend');
-  return d.memoryOffset;
-}
 
 /**
  * Epilogue params (biasOff, biasLen, act, alpha, preluOff, preluLen), or null when the bias or PReLU weights
@@ -817,6 +797,7 @@ export function registerNativeKernels(): boolean {
   registerLayerNormKernels(addon);
   registerAdamKernel(addon);
   registerWindowAttentionKernels(addon);
+  registerChannelAttentionKernels(addon);
   registered = true;
   return true;
 }
