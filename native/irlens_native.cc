@@ -1494,18 +1494,21 @@ ChannelSplit channelSplit(const ChannelShape& s) {
   return ChannelSplit{threads, chunks, units * chunks};
 }
 
-// Pointers to one unit's Q, K, V (rows 3C apart) and to its head's channels of an output-layout tensor (rows C apart).
+// One unit's Q, K, V blocks of a packed [B, T, 3C] tensor (qkv or its gradient), rows 3C apart.
+template <typename T>
 struct ChannelUnit {
-  const float *q, *k, *v;
+  T *q, *k, *v;
   int64_t ld;
 };
 
-ChannelUnit channelUnit(const ChannelShape& s, const float* qkv, int64_t u) {
+template <typename T>
+ChannelUnit<T> channelUnit(const ChannelShape& s, T* qkv, int64_t u) {
   const int64_t C = s.channels(), img = u / s.heads, h = u % s.heads;
-  const float* base = qkv + img * s.t * 3 * C + h * s.c;
-  return ChannelUnit{base, base + C, base + 2 * C, 3 * C};
+  T* base = qkv + img * s.t * 3 * C + h * s.c;
+  return ChannelUnit<T>{base, base + C, base + 2 * C, 3 * C};
 }
 
+// Offset of unit u's head channels in an output-layout tensor [B, T, C] (rows C apart).
 inline int64_t outUnitOffset(const ChannelShape& s, int64_t u) { return (u / s.heads) * s.t * s.channels() + (u % s.heads) * s.c; }
 
 // Runs body(u, t0, t1) for every work item on the split's threads.
@@ -1536,7 +1539,7 @@ ChannelSums channelSums(const ChannelShape& s, const ChannelSplit& sp, const flo
   std::vector<float> ps(scores ? sp.items * cc : 0), pdp(dOut ? sp.items * cc : 0);
   std::vector<double> pq(scores ? sp.items * s.c : 0, 0.0), pk(scores ? sp.items * s.c : 0, 0.0);
   forChannelItems(s, sp, [&](int64_t u, int64_t i, int64_t t0, int64_t t1) {
-    const ChannelUnit x = channelUnit(s, qkv, u);
+    const ChannelUnit<const float> x = channelUnit(s, qkv, u);
     const int rows = static_cast<int>(t1 - t0), ld = static_cast<int>(x.ld);
     if (scores) {
       float* si = ps.data() + i * cc;
@@ -1620,13 +1623,13 @@ void channelApply(const ChannelShape& s, const ChannelSplit& sp, const float* qk
   const int c = static_cast<int>(s.c), C = static_cast<int>(s.channels());
   forChannelItems(s, sp, [&](int64_t u, int64_t, int64_t t0, int64_t t1) {
     if (t1 <= t0) return;
-    const ChannelUnit x = channelUnit(s, qkv, u);
+    const ChannelUnit<const float> x = channelUnit(s, qkv, u);
     sgemm(false, true, static_cast<int>(t1 - t0), c, c, 1.f, x.v + t0 * x.ld, static_cast<int>(x.ld), p + u * s.c * s.c, c,
           out + outUnitOffset(s, u) + t0 * C, C);
   });
 }
 
-// Checks the temperature and probability operands of a channel attention call.
+// The per-head temperatures at params[k] (bounds-checked).
 const float* channelTemperature(const Args& a, size_t k, const ChannelShape& s) { return a.f32(k, s.heads); }
 
 // Fused forward: O from qkv and the temperatures. params: 0 qkvOff, 1 temperatureOff, 2 outOff, 3.. b, heads, t, c.
@@ -1733,9 +1736,9 @@ void channelInputGrad(const ChannelShape& s, const ChannelSplit& sp, const float
   const int c = static_cast<int>(s.c), C = static_cast<int>(s.channels());
   forChannelItems(s, sp, [&](int64_t u, int64_t, int64_t t0, int64_t t1) {
     if (t1 <= t0) return;
-    const ChannelUnit x = channelUnit(s, qkv, u);
-    const ChannelUnit g = channelUnit(s, dqkv, u);
-    float *dq = const_cast<float*>(g.q), *dk = const_cast<float*>(g.k), *dv = const_cast<float*>(g.v);
+    const ChannelUnit<const float> x = channelUnit(s, qkv, u);
+    const ChannelUnit<float> g = channelUnit(s, dqkv, u);
+    float *dq = g.q, *dk = g.k, *dv = g.v;
     const int rows = static_cast<int>(t1 - t0), ld = static_cast<int>(x.ld);
     const int64_t cc = s.c * s.c;
     const auto zero = [&](float* block) {
