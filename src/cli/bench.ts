@@ -10,6 +10,7 @@ import * as tf from '@tensorflow/tfjs';
 import { Command } from 'commander';
 import { forwardBytes, requireMemory } from '../util/memory';
 import { computePath, computeThreads, type ComputePath } from '../engine/compute';
+import { openblasCoreType } from '../engine/native/openblas-core';
 import { npyToTensor, readNpy, writeNpy } from '../io/npy';
 import { AdamOptimizer, DEFAULT_OPTIMIZER } from '../pretrain/optim';
 import type { RestorationModel } from '../models/model';
@@ -149,9 +150,10 @@ const TINY_CONFIGS: CompareConfig[] = [
 ];
 
 /**
- * The environment of both benchmark children at `threads` threads. The machine's OPENBLAS_CORETYPE /
- * OPENBLAS_L2_SIZE (if set) are dropped for both, so PyTorch and irlens run the same OpenBLAS with the kernels
- * it picks for this CPU. OMP/OpenBLAS/MKL thread counts are pinned: torch.set_num_threads does not reach
+ * The environment of both benchmark children at `threads` threads. Both run the same OpenBLAS with the best
+ * kernels for this CPU's flags (openblasCoreFor; a machine-wide OPENBLAS_CORETYPE or OPENBLAS_L2_SIZE is dropped):
+ * left to its own model list, Debian's OpenBLAS 0.3.21 runs PyTorch's GEMMs on generic SSE3 kernels on Sapphire
+ * Rapids, 5x slower, which would flatter irlens. OMP/OpenBLAS/MKL thread counts are pinned: torch.set_num_threads does not reach
  * Debian's pthread OpenBLAS, whose GEMMs otherwise use every core (measured: a "1-thread" PyTorch forward of
  * restormer 128x128 used 5.1 s of CPU in 2.5 s).
  */
@@ -159,6 +161,8 @@ function childEnv(threads: number): NodeJS.ProcessEnv {
   const env = { ...process.env };
   delete env.OPENBLAS_CORETYPE;
   delete env.OPENBLAS_L2_SIZE;
+  const core = openblasCoreType(env);
+  if (core !== undefined) env.OPENBLAS_CORETYPE = core;
   for (const v of ['OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS']) env[v] = String(threads);
   return env;
 }

@@ -17,7 +17,7 @@ export function computePath(): ComputePath {
     return {
       kind: 'native-openblas',
       threads: d.threads,
-      description: `native kernels (${nativeLibrary()}; matMul, conv and its gradients, depthwise conv, copies, elementwise arithmetic, GELU, PReLU, LayerNorm, Adam) on ${d.threads} thread${d.threads === 1 ? '' : 's'}, other ops on wasm SIMD`,
+      description: `native kernels (${nativeLibrary()}; matMul, conv and its gradients, depthwise conv, copies, elementwise arithmetic, GELU, PReLU, LayerNorm, window and channel attention, Adam) on ${d.threads} thread${d.threads === 1 ? '' : 's'}, other ops on wasm SIMD`,
     };
   }
   if (backend === 'wasm') {

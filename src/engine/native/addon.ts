@@ -10,6 +10,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { openblasCoreType } from './openblas-core';
 
 /** The functions the addon exports; every tensor is a byte offset into `heap` (the wasm Memory's buffer). */
 export interface NativeAddon {
@@ -113,6 +114,10 @@ export function nativeAddon(): NativeAddon | undefined {
         // this: 1073-1093 ms, interleaved runs). libgomp's default spins 3x longer, which takes a shared core
         // from other processes for longer. Read once, when libgomp loads; either variable set by the user wins.
         if (process.env.OMP_WAIT_POLICY === undefined && process.env.GOMP_SPINCOUNT === undefined) process.env.GOMP_SPINCOUNT = '100000';
+        // OpenBLAS's kernels by the CPU's flags, not by a model list older than the CPU (openblas-core.ts); read
+        // when libopenblas loads with the addon. A value the user set wins.
+        const core = openblasCoreType();
+        if (core !== undefined) process.env.OPENBLAS_CORETYPE = core;
         // eslint-disable-next-line @typescript-eslint/no-require-imports
         const addon = require(ADDON_PATH) as NativeAddon;
         addon.setThreads(n);
