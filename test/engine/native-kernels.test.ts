@@ -49,6 +49,10 @@ const host = (shape: number[]): Host => ({ values: randomValues(shape.reduce((a,
 
 /** Runs f on `backend` with the host inputs; returns the outputs' values; checks no tensor leaks. */
 async function run(backend: string, inputs: Host[], f: (...ts: tf.Tensor[]) => tf.Tensor | tf.Tensor[]): Promise<{ values: Float32Array; shape: number[] }[]> {
+  // A macrotask turn: setBackend of a started backend resolves at once, so without it the whole file runs as one
+  // stretch of microtasks, and vitest's worker RPC (a 60 s timeout) never sees its replies ("Timeout calling
+  // onTaskUpdate" on a loaded 2-core machine once this file passed 60 s).
+  await new Promise((resolve) => setImmediate(resolve));
   await tf.setBackend(backend);
   const before = tf.memory().numTensors;
   const ts = inputs.map((h) => tf.tensor(h.values, h.shape));
