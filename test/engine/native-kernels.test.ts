@@ -891,6 +891,22 @@ describe(`heavy-op kernels on the wasm backend (${NATIVE_EXPECTED ? 'native' : '
     }
   });
 
+  it('window attention probabilities of masked tokens are 0, never subnormal (Intel cores slow down 5x on subnormal GEMM operands)', async () => {
+    if (!NATIVE_EXPECTED) return;
+    const [bw, heads, n, d] = [4, 2, 49, 16];
+    const mask = host([2, n, n]);
+    mask.values.forEach((m, i) => (mask.values[i] = m > 0 ? -100 : 0)); // about half the keys masked
+    for (let i = 0; i < 2 * n; i++) mask.values[i * n + (i % n)] = 0; // every row keeps its own token
+    const [p] = await run('wasm', [host([bw * heads, n, d]), host([bw * heads, n, d]), mask], (q, k, m) =>
+      attentionProbs(q as tf.Tensor3D, k as tf.Tensor3D, heads, d ** -0.5, undefined, m as tf.Tensor3D),
+    );
+    const subnormal = p.values.filter((v) => v !== 0 && Math.abs(v) < 1.1754943508222875e-38).length;
+    const zeros = p.values.filter((v) => v === 0).length;
+    expect(subnormal, 'subnormal probabilities').toBe(0);
+    // e^-100 relative to the row maximum is ~4e-44: every masked entry is flushed.
+    expect(zeros, 'masked entries are exact zeros').toBeGreaterThan(p.values.length / 4);
+  });
+
   it('lists every native kernel as registered for wasm', () => {
     for (const name of NATIVE_KERNELS) expect(tf.getKernel(name, 'wasm'), name).toBeDefined();
   });
