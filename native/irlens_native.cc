@@ -926,17 +926,44 @@ inline float expApprox(float z) {
   return out;
 }
 
-// Normalises one softmax row of exponentials by 1 / sum, with probabilities below FLT_MIN set to 0 instead of
-// subnormal. Masked tokens (SwinIR's and EDT's shifted windows add -100) give e^-100 / sum ~ 1e-44; Intel cores
-// take a microcode assist for every subnormal operand, so the products with P (and the gradient's with dS) ran
-// 5x slower on a Sapphire Rapids Xeon (EDT-B's masked window attention 45 vs 9 ms per call; AMD's Zen runs them at
-// full speed). The change is below 1.2e-38 absolute.
-inline void normaliseRow(float* row, int64_t n, float inv) {
-  constexpr float kMin = std::numeric_limits<float>::min();
-  for (int64_t j = 0; j < n; j++) {
-    const float v = row[j] * inv;
-    row[j] = v >= kMin ? v : 0.f;
+// softmax of one row in place: subtract the row maximum, e^x, divide by the row sum (float64). The maximum and the
+// sum run in 8 interleaved lanes (element j in lane j % 8), combined in lane order: a fixed order, so the bits
+// repeat, and the loops vectorise (a serial float64 sum is latency-bound: ~1 ms of EDT-B's masked window
+// attention call). Probabilities below FLT_MIN become 0 instead of subnormal: masked tokens (SwinIR's and EDT's
+// shifted windows add -100) give e^-100 / sum ~ 1e-44, and Intel cores take a microcode assist for every
+// subnormal operand, so the products with P (and the gradient's with dS) ran 5x slower on a Sapphire Rapids Xeon
+// (EDT-B's masked window attention 45 vs 9 ms per call; AMD's Zen runs them at full speed). That change is below
+// 1.2e-38 absolute.
+inline void softmaxRow(float* __restrict row, int64_t n) {
+  constexpr int kLanes = 8;
+  const int64_t body = n - n % kLanes;
+  float mx = row[0];
+  if (body > 0) {
+    float lane[kLanes];
+    for (int l = 0; l < kLanes; l++) lane[l] = row[l];
+    for (int64_t j = kLanes; j < body; j += kLanes)
+      for (int l = 0; l < kLanes; l++) lane[l] = std::max(lane[l], row[j + l]);
+    mx = lane[0];
+    for (int l = 1; l < kLanes; l++) mx = std::max(mx, lane[l]);
   }
+  for (int64_t j = body; j < n; j++) mx = std::max(mx, row[j]);
+  double sumLane[kLanes] = {0, 0, 0, 0, 0, 0, 0, 0};
+  for (int64_t j = 0; j < body; j += kLanes)
+    for (int l = 0; l < kLanes; l++) {
+      row[j + l] = expApprox(row[j + l] - mx);
+      sumLane[l] += row[j + l];
+    }
+  for (int64_t j = body; j < n; j++) {
+    row[j] = expApprox(row[j] - mx);
+    sumLane[j % kLanes] += row[j];
+  }
+  double sum = 0;
+  for (int l = 0; l < kLanes; l++) sum += sumLane[l];
+  const float inv = static_cast<float>(1.0 / sum);
+  // Decided on the exponential, before the product: producing a subnormal costs an assist too. The margin keeps
+  // every product at or above FLT_MIN.
+  const float threshold = static_cast<float>(sum * std::numeric_limits<float>::min() * (1.0 + 1e-6));
+  for (int64_t j = 0; j < n; j++) row[j] = row[j] >= threshold ? row[j] * inv : 0.f;
 }
 
 inline void geluTerms(float x, float* sig, float* poly, float* clipped) {
@@ -1277,8 +1304,7 @@ UnitLayout tokenLayout(const AttentionShape& s, int64_t ld) { return UnitLayout{
 
 // P = softmax((q * scale) k^T + bias + mask) for unit u, into p [n, n]; qu, ku: the unit's rows (ld apart);
 // qs: [n, d] scratch that receives the scaled q. The same operations as the tf-op composition
-// (src/models/blocks/window-attention.ts): q scaled first, then the product, bias, mask, and a softmax that
-// subtracts the row maximum (sum in float64). The heads and token layouts give the same bits: the GEMM packs
+// (src/models/blocks/window-attention.ts): q scaled first, then the product, bias, mask, and softmaxRow. The heads and token layouts give the same bits: the GEMM packs
 // its operands whatever their row stride.
 void attentionProbs(const AttentionShape& s, int64_t u, const float* qu, const float* ku, int64_t ld, const float* bias, const float* mask,
                     float* qs, float* p) {
@@ -1295,15 +1321,7 @@ void attentionProbs(const AttentionShape& s, int64_t u, const float* qu, const f
     const float* mw = mask + (b % s.nW) * nn;
     for (int64_t i = 0; i < nn; i++) p[i] += mw[i];
   }
-  for (int64_t r = 0; r < s.n; r++) {
-    float* row = p + r * s.n;
-    float mx = row[0];
-    for (int64_t j = 1; j < s.n; j++) mx = std::max(mx, row[j]);
-    for (int64_t j = 0; j < s.n; j++) row[j] = expApprox(row[j] - mx);
-    double sum = 0;
-    for (int64_t j = 0; j < s.n; j++) sum += row[j];
-    normaliseRow(row, s.n, static_cast<float>(1.0 / sum));
-  }
+  for (int64_t r = 0; r < s.n; r++) softmaxRow(p + r * s.n, s.n);
 }
 
 AttentionShape attentionShape(const Args& a, size_t k) {
@@ -1605,8 +1623,7 @@ constexpr float kChannelNormEps = 1e-12f;  // F.normalize's eps
 // 1 / max(||x||, eps) from a squared norm.
 inline float inverseNorm(double squared) { return 1.f / std::max(static_cast<float>(std::sqrt(squared)), kChannelNormEps); }
 
-// P of every unit [units, c, c] from the sums: softmax over j of (S_ij rq_i rk_j) t_h, subtracting the row
-// maximum, the row sum in float64.
+// P of every unit [units, c, c] from the sums: softmax over j of (S_ij rq_i rk_j) t_h (softmaxRow).
 void channelProbs(const ChannelShape& s, const ChannelSums& sums, const float* temperature, float* p) {
   const int64_t cc = s.c * s.c;
   for (int64_t u = 0; u < s.units(); u++) {
@@ -1618,14 +1635,7 @@ void channelProbs(const ChannelShape& s, const ChannelSums& sums, const float* t
       const float* si = sums.s.data() + u * cc + i * s.c;
       float* row = p + u * cc + i * s.c;
       for (int64_t j = 0; j < s.c; j++) row[j] = si[j] * rq * inverseNorm(nk[j]) * t;
-      float mx = row[0];
-      for (int64_t j = 1; j < s.c; j++) mx = std::max(mx, row[j]);
-      double sum = 0;
-      for (int64_t j = 0; j < s.c; j++) {
-        row[j] = expApprox(row[j] - mx);
-        sum += row[j];
-      }
-      normaliseRow(row, s.c, static_cast<float>(1.0 / sum));
+      softmaxRow(row, s.c);
     }
   }
 }
