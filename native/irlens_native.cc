@@ -931,7 +931,7 @@ inline float expApprox(float z) {
 // repeat, and the loops vectorise (a serial float64 sum is latency-bound: ~1 ms of EDT-B's masked window
 // attention call). Probabilities below FLT_MIN become 0 instead of subnormal: masked tokens (SwinIR's and EDT's
 // shifted windows add -100) give e^-100 / sum ~ 1e-44, and Intel cores take a microcode assist for every
-// subnormal operand, so the products with P (and the gradient's with dS) ran 5x slower on a Sapphire Rapids Xeon
+// subnormal operand, so the products with P (and the gradient's with dS) ran 5x slower on an Emerald Rapids Xeon
 // (EDT-B's masked window attention 45 vs 9 ms per call; AMD's Zen runs them at full speed). That change is below
 // 1.2e-38 absolute.
 inline void softmaxRow(float* __restrict row, int64_t n) {

@@ -6,7 +6,7 @@ const AVX512 = ['avx512f', 'avx512bw', 'avx512vl', 'avx512dq', 'avx512cd'];
 
 describe('OpenBLAS kernel set by CPU flags', () => {
   it('takes the widest kernel set whose instructions the CPU has', () => {
-    // Sapphire Rapids / Zen 4 (AVX-512 with BF16), Skylake-SP (AVX-512), Zen 2 / Haswell (AVX2 + FMA), older.
+    // Emerald Rapids / Zen 4 (AVX-512 with BF16), Skylake-SP (AVX-512), Zen 2 / Haswell (AVX2 + FMA), older.
     expect(openblasCoreFor(new Set(['sse4_2', 'avx2', 'fma', ...AVX512, 'avx512_bf16']))).toBe('Cooperlake');
     expect(openblasCoreFor(new Set(['avx2', 'fma', ...AVX512]))).toBe('SkylakeX');
     expect(openblasCoreFor(new Set(['avx', 'avx2', 'fma']))).toBe('Haswell');

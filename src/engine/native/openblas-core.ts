@@ -1,7 +1,7 @@
 /**
  * The OpenBLAS kernel set for this CPU, from its instruction-set flags. OpenBLAS (DYNAMIC_ARCH, as Debian builds
  * it) picks its kernels by CPU model at load time, and a release older than the CPU falls back to generic SSE3
- * ones: Debian's 0.3.21 runs Prescott kernels on Sapphire Rapids Xeons (measured here, PyTorch's 4096x180x540
+ * ones: Debian's 0.3.21 runs Prescott kernels on Emerald Rapids Xeons (family 6 model 207; measured here, PyTorch's 4096x180x540
  * sgemm on one thread: 35 GFLOP/s with the Prescott kernels, 169 with OPENBLAS_CORETYPE=SkylakeX). The AVX-512
  * and AVX2 kernel sets run on every CPU that has the flags they use, so choosing by flags is never slower.
  */
