@@ -1790,25 +1790,28 @@ void channelInputGrad(const ChannelShape& s, const ChannelSplit& sp, const float
   });
 }
 
-// Gradients of ChannelAttention, recomputing P: dV = dO P, dP = dO^T V, then channelScoresGrad and
-// channelInputGrad. params: 0 dOutOff, 1 qkvOff, 2 temperatureOff, 3 dqkvOff, 4 dTemperatureOff, 5.. shape.
-Napi::Value ChannelAttentionGrad(const Napi::CallbackInfo& info) {
-  Args a(info);
-  const ChannelShape s = channelShape(a, 5);
-  const float* dOut = a.f32(0, s.outFloats());
-  const float* qkv = a.f32(1, s.qkvFloats());
-  const float* temperature = channelTemperature(a, 2, s);
-  float* dqkv = a.f32(3, s.qkvFloats());
-  float* dt = a.f32(4, s.heads);
+// The gradients through P, recomputing the token sums and P: dP = dO^T V when dOut is given (then also
+// dV = dO P), else the given dP; then channelScoresGrad, the q and k parts of dqkv (channelInputGrad) and dt.
+void channelGradThroughProbs(const ChannelShape& s, const float* qkv, const float* temperature, const float* dOut, const float* dP,
+                             float* dqkv, float* dt) {
   const int64_t cc = s.c * s.c;
   const ChannelSplit sp = channelSplit(s);
   const ChannelSums sums = channelSums(s, sp, qkv, dOut, true);
   std::vector<float> p(s.units() * cc), ds(s.units() * cc), aq(s.units() * s.c), ak(s.units() * s.c);
   std::vector<double> dtUnit(s.units());
   channelProbs(s, sums, temperature, p.data());
-  channelScoresGrad(s, sums, temperature, p.data(), sums.dp.data(), ds.data(), aq.data(), ak.data(), dtUnit.data());
-  channelInputGrad(s, sp, qkv, dOut, p.data(), ds.data(), aq.data(), ak.data(), kGradQK | kGradV, dqkv);
+  channelScoresGrad(s, sums, temperature, p.data(), dOut ? sums.dp.data() : dP, ds.data(), aq.data(), ak.data(), dtUnit.data());
+  channelInputGrad(s, sp, qkv, dOut, p.data(), ds.data(), aq.data(), ak.data(), dOut ? kGradQK | kGradV : kGradQK, dqkv);
   channelTemperatureGrad(s, dtUnit, dt);
+}
+
+// Gradients of ChannelAttention: dqkv (all three parts) and dt.
+// params: 0 dOutOff, 1 qkvOff, 2 temperatureOff, 3 dqkvOff, 4 dTemperatureOff, 5.. shape.
+Napi::Value ChannelAttentionGrad(const Napi::CallbackInfo& info) {
+  Args a(info);
+  const ChannelShape s = channelShape(a, 5);
+  channelGradThroughProbs(s, a.f32(1, s.qkvFloats()), channelTemperature(a, 2, s), a.f32(0, s.outFloats()), nullptr, a.f32(3, s.qkvFloats()),
+                          a.f32(4, s.heads));
   return info.Env().Undefined();
 }
 
@@ -1817,20 +1820,8 @@ Napi::Value ChannelAttentionGrad(const Napi::CallbackInfo& info) {
 Napi::Value ChannelAttentionProbsGrad(const Napi::CallbackInfo& info) {
   Args a(info);
   const ChannelShape s = channelShape(a, 5);
-  const int64_t cc = s.c * s.c;
-  const float* dP = a.f32(0, s.units() * cc);
-  const float* qkv = a.f32(1, s.qkvFloats());
-  const float* temperature = channelTemperature(a, 2, s);
-  float* dqkv = a.f32(3, s.qkvFloats());
-  float* dt = a.f32(4, s.heads);
-  const ChannelSplit sp = channelSplit(s);
-  const ChannelSums sums = channelSums(s, sp, qkv, nullptr, true);
-  std::vector<float> p(s.units() * cc), ds(s.units() * cc), aq(s.units() * s.c), ak(s.units() * s.c);
-  std::vector<double> dtUnit(s.units());
-  channelProbs(s, sums, temperature, p.data());
-  channelScoresGrad(s, sums, temperature, p.data(), dP, ds.data(), aq.data(), ak.data(), dtUnit.data());
-  channelInputGrad(s, sp, qkv, nullptr, nullptr, ds.data(), aq.data(), ak.data(), kGradQK, dqkv);
-  channelTemperatureGrad(s, dtUnit, dt);
+  channelGradThroughProbs(s, a.f32(1, s.qkvFloats()), channelTemperature(a, 2, s), nullptr, a.f32(0, s.units() * s.c * s.c),
+                          a.f32(3, s.qkvFloats()), a.f32(4, s.heads));
   return info.Env().Undefined();
 }
 

@@ -73,20 +73,17 @@ export function registerChannelAttentionKernels(addon: NativeAddon): void {
     call('channelAttentionApply', backend, geo, [ins.qkv, ins.probs, out]);
     return out;
   });
-  register(CHANNEL_ATTENTION_GRAD_KERNEL, (ins, _, geo, backend) => {
-    checkDy(ins.dy, outputShape(ins.qkv), CHANNEL_ATTENTION_GRAD_KERNEL);
-    const dqkv = backend.makeOutput(ins.qkv.shape, 'float32');
-    const dt = backend.makeOutput(ins.temperature.shape, 'float32');
-    call('channelAttentionGrad', backend, geo, [ins.dy, ins.qkv, ins.temperature, dqkv, dt]);
-    return [dqkv, dt];
-  });
-  register(CHANNEL_ATTENTION_PROBS_GRAD_KERNEL, (ins, heads, geo, backend) => {
-    checkDy(ins.dy, [geo[0], heads, geo[3], geo[3]], CHANNEL_ATTENTION_PROBS_GRAD_KERNEL);
-    const dqkv = backend.makeOutput(ins.qkv.shape, 'float32');
-    const dt = backend.makeOutput(ins.temperature.shape, 'float32');
-    call('channelAttentionProbsGrad', backend, geo, [ins.dy, ins.qkv, ins.temperature, dqkv, dt]);
-    return [dqkv, dt];
-  });
+  // The gradients through the probabilities (fused kernel: dy is dO; probabilities kernel: dy is dP): dqkv, dt.
+  const throughProbs = (kernel: string, fn: AddonFunction, dyShape: (heads: number, geo: number[], qkv: tf.TensorInfo) => number[]) =>
+    register(kernel, (ins, heads, geo, backend) => {
+      checkDy(ins.dy, dyShape(heads, geo, ins.qkv), kernel);
+      const dqkv = backend.makeOutput(ins.qkv.shape, 'float32');
+      const dt = backend.makeOutput(ins.temperature.shape, 'float32');
+      call(fn, backend, geo, [ins.dy, ins.qkv, ins.temperature, dqkv, dt]);
+      return [dqkv, dt];
+    });
+  throughProbs(CHANNEL_ATTENTION_GRAD_KERNEL, 'channelAttentionGrad', (_, __, qkv) => outputShape(qkv));
+  throughProbs(CHANNEL_ATTENTION_PROBS_GRAD_KERNEL, 'channelAttentionProbsGrad', (heads, geo) => [geo[0], heads, geo[3], geo[3]]);
   register(CHANNEL_ATTENTION_APPLY_GRAD_KERNEL, (ins, _, geo, backend) => {
     checkDy(ins.dy, outputShape(ins.qkv), CHANNEL_ATTENTION_APPLY_GRAD_KERNEL);
     const dqkv = backend.makeOutput(ins.qkv.shape, 'float32');
