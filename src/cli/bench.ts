@@ -153,8 +153,8 @@ const TINY_CONFIGS: CompareConfig[] = [
  * The environment of both benchmark children at `threads` threads. Both run the same OpenBLAS with the best
  * kernels for this CPU's flags (openblasCoreFor; a machine-wide OPENBLAS_CORETYPE or OPENBLAS_L2_SIZE is dropped):
  * left to its own model list, Debian's OpenBLAS 0.3.21 runs PyTorch's GEMMs on generic SSE3 kernels on Emerald
- * Rapids, 5x slower, which would flatter irlens. OMP/OpenBLAS/MKL thread counts are pinned: torch.set_num_threads does not reach
- * Debian's pthread OpenBLAS, whose GEMMs otherwise use every core (measured: a "1-thread" PyTorch forward of
+ * Rapids, 5x slower, which would flatter irlens. OMP/OpenBLAS/MKL thread counts are pinned: torch.set_num_threads
+ * does not reach Debian's pthread OpenBLAS, whose GEMMs otherwise use every core (measured: a "1-thread" PyTorch forward of
  * restormer 128x128 used 5.1 s of CPU in 2.5 s).
  */
 function childEnv(threads: number): NodeJS.ProcessEnv {

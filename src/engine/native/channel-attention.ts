@@ -16,7 +16,7 @@ import type { NativeAddon } from './addon';
 import { heapOf, offset, size, type KernelArgs, type WasmBackend } from './wasm-heap';
 
 type Inputs = Record<string, tf.TensorInfo>;
-type AddonFunction = 'channelAttention' | 'channelAttentionGrad' | 'channelAttentionProbs' | 'channelAttentionProbsGrad' | 'channelAttentionApply' | 'channelAttentionApplyGrad';
+type AddonFunction = Extract<keyof NativeAddon, `channelAttention${string}`>;
 
 /** [b, heads, tokens, c] of a packed qkv [B, H, W, 3C], after checking it and the other operands' shapes. */
 function geometry(ins: Inputs, heads: number, kernel: string): number[] {
